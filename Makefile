@@ -1,0 +1,33 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean tables
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned in the same command so pip never pulls a CUDA build.
+	$(BIN)/pip install --quiet "torch==2.13.0" -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dxaspine simulate --n 4 --seed 0 --device hologic-like --out demo_out --preview
+	$(BIN)/dxaspine info demo_out/*.npz
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/simulate_speed.py
+
+# Regenerate the shipped spectra/attenuation/calibration tables (needs the `physics` extra).
+tables: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[physics,dev]"
+	$(BIN)/python scripts/make_physics_tables.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache
