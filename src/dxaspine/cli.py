@@ -7,6 +7,7 @@ Bad input ends with a one-line error and exit code 2, never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -29,8 +30,8 @@ def fail(message: str) -> typer.Exit:
 
 @app.command()
 def info(
-    scans: list[Path] = typer.Argument(..., help="Scan files (NPZ, DICOM, PNG/TIFF pairs)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    scans: Annotated[list[Path], typer.Argument(help="Scan files (NPZ, DICOM, PNG/TIFF pairs).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Validate scans and print shape, spacing, device, value ranges and reference data."""
     from dxaspine.info import run_info
@@ -40,16 +41,18 @@ def info(
 
 @app.command()
 def simulate(
-    n: int = typer.Option(10, "--n", min=1, help="Number of scans to simulate."),
-    seed: int = typer.Option(0, "--seed", help="Cohort seed: same seed, same bytes."),
-    device: str = typer.Option("hologic-like", "--device", help="Device profile name."),
-    out: Path = typer.Option(..., "--out", help="Output folder (created if missing)."),
-    jobs: int = typer.Option(1, "--jobs", min=1, help="Parallel worker processes."),
-    preview: bool = typer.Option(False, "--preview", help="Also write PNG montages."),
-    truth_maps: bool = typer.Option(
-        False, "--truth-maps", help="Store ground-truth areal-density maps in each NPZ."
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of scans to simulate.")] = 10,
+    seed: Annotated[int, typer.Option(help="Cohort seed: same seed, same bytes.")] = 0,
+    device: Annotated[str, typer.Option(help="Device profile: hologic-like or lunar-like.")] = (
+        "hologic-like"
     ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write PNG montages.")] = False,
+    truth_maps: Annotated[
+        bool, typer.Option("--truth-maps", help="Store ground-truth density maps in each NPZ.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Simulate a cohort of DXA lumbar-spine scans with exact ground truth."""
     from dxaspine.simulate.cohort import CohortConfig, simulate_cohort

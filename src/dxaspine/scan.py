@@ -87,7 +87,9 @@ class Scan:
             if not isinstance(image, np.ndarray):
                 raise ScanError(source, f"'{name}' is not an array")
             if image.ndim != 2:
-                raise ScanError(source, f"'{name}' must be 2-D (rows x cols), got shape {image.shape}")
+                raise ScanError(
+                    source, f"'{name}' must be 2-D (rows x cols), got shape {image.shape}"
+                )
             if not np.issubdtype(image.dtype, np.floating):
                 raise ScanError(
                     source, f"'{name}' must hold floating-point log attenuations, got {image.dtype}"
@@ -105,7 +107,9 @@ class Scan:
             )
         self.spacing_mm = _check_spacing(self.spacing_mm, source)
         self.mask = _check_label_image(self.mask, "mask", self.low.shape, 1, source)
-        self.labels = _check_label_image(self.labels, "labels", self.low.shape, max(VERTEBRAE), source)
+        self.labels = _check_label_image(
+            self.labels, "labels", self.low.shape, max(VERTEBRAE), source
+        )
         for name, image in self.truth_maps.items():
             if not isinstance(image, np.ndarray) or image.shape != self.low.shape:
                 raise ScanError(source, f"truth map '{name}' does not match the image shape")

@@ -1,0 +1,1 @@
+"""Physics-based DXA scan simulator: spectra, attenuation, anatomy and image formation."""

@@ -1,0 +1,375 @@
+"""Sampling one simulated patient: every random choice of a scan, as data.
+
+`sample_case` draws a `Case` (patient, spine, vertebrae, soft tissue,
+artefacts) from documented ranges; rendering is then a pure function of the
+case, so a test can change one thing (say soft-tissue thickness) at a fixed
+anatomy. Ranges and rates are in `AnatomyRanges` and `ArtefactRates`; their
+sources are in docs/physics.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VERTEBRA_NAMES = ("T12", "L1", "L2", "L3", "L4", "L5")
+LABEL_OF = {"T12": 0, "L1": 1, "L2": 2, "L3": 3, "L4": 4, "L5": 0}
+
+# NHANES 2005-2008 L1-L4 BMD (Hologic), g/cm2: (age, mean, sd), women; men ~flat.
+NHANES_WOMEN = (
+    (25, 1.064, 0.106),
+    (35, 1.060, 0.115),
+    (45, 1.040, 0.125),
+    (55, 0.993, 0.141),
+    (65, 0.950, 0.155),
+    (75, 0.902, 0.167),
+    (85, 0.870, 0.170),
+)
+NHANES_MEN = ((25, 1.065, 0.140), (85, 1.050, 0.160))
+# Per-vertebra BMD relative to the L1-L4 mean (women: L1 0.96, L2 1.06, L3 1.10, L4 1.09).
+LEVEL_FACTOR = {"T12": 0.89, "L1": 0.913, "L2": 1.008, "L3": 1.046, "L4": 1.036, "L5": 1.02}
+
+
+@dataclass(frozen=True)
+class AnatomyRanges:
+    """Population ranges the sampler draws from (defaults; see docs/physics.md)."""
+
+    female_fraction: float = 0.85
+    age_mean_years: float = 62.0
+    age_sd_years: float = 12.0
+    bmi_mean: float = 26.5
+    bmi_sd: float = 5.0
+    body_height_mm: tuple[float, ...] = (25.0, 27.0, 28.0, 28.5, 29.0, 29.0)
+    body_width_mm: tuple[float, ...] = (37.0, 40.0, 43.0, 46.5, 50.0, 52.0)
+    disc_height_mm: tuple[float, ...] = (7.0, 8.5, 9.5, 10.5, 11.5)
+    tp_length_mm: tuple[float, ...] = (0.0, 12.0, 18.0, 24.0, 19.0, 14.0)
+    body_depth_mm: tuple[float, ...] = (28.0, 30.0, 32.0, 33.0, 34.0, 34.0)
+    texture_hurst_range: tuple[float, float] = (0.20, 0.60)
+
+
+@dataclass(frozen=True)
+class ArtefactRates:
+    """Per-scan probabilities of each artefact (age-dependent ones at age 65)."""
+
+    scoliosis: float = 0.12
+    axial_rotation: float = 0.15
+    tilt: float = 0.15
+    osteophytes: float = 0.35
+    endplate_sclerosis: float = 0.20
+    compression_fracture: float = 0.10
+    aortic_calcification: float = 0.30
+    clips: float = 0.05
+    implant: float = 0.01
+    off_centre: float = 0.10
+    bowel_gas_over_spine: float = 0.30
+
+
+@dataclass(frozen=True)
+class Vertebra:
+    """One vertebra's shape and bone as drawn for this patient (mm, g/cm2)."""
+
+    name: str
+    half_height_mm: float
+    half_width_mm: float
+    depth_mm: float
+    cortex_mm: float
+    waist: float
+    tp_length_mm: float
+    bmd_target_g_cm2: float
+    texture_hurst: float
+    height_loss: float = 0.0
+    concavity: float = 0.03
+    osteophytes: tuple[tuple[int, int, float], ...] = ()
+    """(side -1 right/+1 left, end -1 upper/+1 lower, length mm) spurs."""
+    sclerosis: float = 0.0
+
+    @property
+    def label(self) -> int:
+        return LABEL_OF[self.name]
+
+
+@dataclass(frozen=True)
+class Spine:
+    """Placement of the spine in the field of view."""
+
+    top_mm: float
+    centre_x_mm: float
+    tilt_deg: float
+    scoliosis_deg: float
+    scoliosis_wavelength_mm: float
+    scoliosis_phase: float
+    axial_rotation_deg: float
+    disc_heights_mm: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SoftTissue:
+    """Abdomen: total soft-tissue areal density at the spine and its make-up."""
+
+    centre_g_cm2: float
+    half_width_cm: float
+    vertical_gradient: float
+    fat_fraction: float
+    psoas_cm: float
+    gas_pockets: tuple[tuple[float, float, float, float, float], ...]
+    """(y mm, x mm, radius mm, elongation, gas depth cm) per pocket."""
+
+
+@dataclass(frozen=True)
+class Artefacts:
+    """Non-vertebral structures and foreign objects."""
+
+    rib_drop_mm: tuple[float, float]
+    rib_length_mm: tuple[float, float]
+    iliac_crest_offset_mm: float
+    iliac_peak_lateral_mm: float
+    calcification: tuple[tuple[float, float, float, float], ...] = ()
+    """(fraction along aorta, wall -1/+1, length mm, g/cm2) plaques."""
+    clips: tuple[tuple[float, float, float], ...] = ()
+    """(y mm, x mm, angle rad) titanium clips."""
+    implant_levels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Case:
+    """Everything random about one simulated scan."""
+
+    scan_id: str
+    patient_id: str
+    age_years: float
+    sex: str
+    bmi_kg_m2: float
+    vertebrae: tuple[Vertebra, ...]
+    spine: Spine
+    soft: SoftTissue
+    artefacts: Artefacts
+    flags: dict[str, bool] = field(default_factory=dict)
+    texture_seed: int = 0
+
+
+def nhanes_bmd(age_years: float, sex: str) -> tuple[float, float]:
+    """Population mean and SD of L1-L4 BMD (g/cm2) at this age and sex."""
+    table = np.array(NHANES_WOMEN if sex == "F" else NHANES_MEN)
+    mean = float(np.interp(age_years, table[:, 0], table[:, 1]))
+    sd = float(np.interp(age_years, table[:, 0], table[:, 2]))
+    return mean, sd
+
+
+def _age_rate(base: float, age_years: float) -> float:
+    """Scale a rate given at age 65 for age: degenerative changes rise with age."""
+    return float(np.clip(base * np.exp(0.045 * (age_years - 65.0)), 0.0, 1.0))
+
+
+def sample_case(
+    rng: np.random.Generator,
+    scan_id: str,
+    ranges: AnatomyRanges | None = None,
+    rates: ArtefactRates | None = None,
+) -> Case:
+    """Draw one patient and scan from the population ranges and artefact rates."""
+    ranges = ranges or AnatomyRanges()
+    rates = rates or ArtefactRates()
+    sex = "F" if rng.random() < ranges.female_fraction else "M"
+    age = float(np.clip(rng.normal(ranges.age_mean_years, ranges.age_sd_years), 20, 95))
+    bmi = float(np.clip(rng.normal(ranges.bmi_mean, ranges.bmi_sd), 16, 50))
+    flags = {
+        "scoliosis": rng.random() < rates.scoliosis,
+        "axial_rotation": rng.random() < rates.axial_rotation,
+        "tilt": rng.random() < rates.tilt,
+        "osteophytes": rng.random() < _age_rate(rates.osteophytes, age),
+        "endplate_sclerosis": rng.random() < _age_rate(rates.endplate_sclerosis, age),
+        "compression_fracture": rng.random() < _age_rate(rates.compression_fracture, age),
+        "aortic_calcification": rng.random() < _age_rate(rates.aortic_calcification, age),
+        "clips": rng.random() < rates.clips,
+        "implant": rng.random() < rates.implant,
+        "off_centre": rng.random() < rates.off_centre,
+        "bowel_gas_over_spine": rng.random() < rates.bowel_gas_over_spine,
+    }
+    vertebrae = _sample_vertebrae(rng, ranges, flags, age, sex, bmi)
+    size = vertebrae[0].half_width_mm / (ranges.body_width_mm[0] / 2)
+    discs = tuple(float(d * size * rng.uniform(0.85, 1.15)) for d in ranges.disc_height_mm)
+    spine = Spine(
+        top_mm=float(rng.uniform(-4.0, 6.0)),
+        centre_x_mm=float(
+            rng.choice([-1, 1]) * rng.uniform(12, 25) if flags["off_centre"] else rng.normal(0, 4)
+        ),
+        tilt_deg=float(
+            rng.choice([-1, 1]) * rng.uniform(4, 9) if flags["tilt"] else rng.normal(0, 1.5)
+        ),
+        scoliosis_deg=float(
+            rng.choice([-1, 1]) * rng.uniform(6, 16) if flags["scoliosis"] else 0.0
+        ),
+        scoliosis_wavelength_mm=float(rng.uniform(260, 420)),
+        scoliosis_phase=float(rng.uniform(0, 2 * np.pi)),
+        axial_rotation_deg=float(
+            rng.choice([-1, 1]) * rng.uniform(6, 15)
+            if flags["axial_rotation"]
+            else rng.normal(0, 2)
+        ),
+        disc_heights_mm=discs,
+    )
+    soft = _sample_soft_tissue(rng, bmi, sex, spine, flags["bowel_gas_over_spine"])
+    artefacts = _sample_artefacts(rng, flags, spine)
+    return Case(
+        scan_id=scan_id,
+        patient_id=f"P{scan_id}",
+        age_years=round(age, 1),
+        sex=sex,
+        bmi_kg_m2=round(bmi, 1),
+        vertebrae=vertebrae,
+        spine=spine,
+        soft=soft,
+        artefacts=artefacts,
+        flags=flags,
+        texture_seed=int(rng.integers(2**31)),
+    )
+
+
+def _sample_vertebrae(
+    rng: np.random.Generator,
+    ranges: AnatomyRanges,
+    flags: dict[str, bool],
+    age: float,
+    sex: str,
+    bmi: float,
+) -> tuple[Vertebra, ...]:
+    mean, sd = nhanes_bmd(age, sex)
+    z_bmd = rng.normal()
+    patient_bmd = mean + sd * z_bmd + 0.004 * (bmi - 26.5)
+    patient_bmd = float(np.clip(patient_bmd, 0.45, 1.6))
+    # Texture quality: weakly tied to BMD (r ~ 0.4) and falling with age.
+    quality = 0.4 * z_bmd + np.sqrt(1 - 0.4**2) * rng.normal() - 0.015 * (age - 60)
+    h_low, h_high = ranges.texture_hurst_range
+    patient_hurst = h_low + (h_high - h_low) / (1 + np.exp(-1.2 * quality))
+    size = rng.normal(1.0 if sex == "F" else 1.08, 0.05)
+    fractured = rng.integers(1, 5) if flags["compression_fracture"] else -1
+    vertebrae = []
+    for i, name in enumerate(VERTEBRA_NAMES):
+        osteophytes: tuple[tuple[int, int, float], ...] = ()
+        if flags["osteophytes"] and i >= 1 and rng.random() < 0.2 + 0.12 * i:
+            n_spurs = int(rng.integers(1, 4))
+            osteophytes = tuple(
+                (int(rng.choice([-1, 1])), int(rng.choice([-1, 1])), float(rng.uniform(2.5, 8)))
+                for _ in range(n_spurs)
+            )
+        if flags["osteophytes"] and i == 3 and not osteophytes:
+            osteophytes = ((int(rng.choice([-1, 1])), 1, float(rng.uniform(3, 8))),)
+        is_fracture = i == fractured
+        vertebrae.append(
+            Vertebra(
+                name=name,
+                half_height_mm=float(ranges.body_height_mm[i] * size * rng.uniform(0.95, 1.05) / 2),
+                half_width_mm=float(ranges.body_width_mm[i] * size * rng.uniform(0.95, 1.05) / 2),
+                depth_mm=float(ranges.body_depth_mm[i] * size * rng.uniform(0.93, 1.07)),
+                cortex_mm=float(rng.uniform(0.6, 1.2)),
+                waist=float(rng.uniform(0.03, 0.09)),
+                tp_length_mm=float(ranges.tp_length_mm[i] * size * rng.uniform(0.8, 1.2)),
+                bmd_target_g_cm2=float(
+                    patient_bmd
+                    * LEVEL_FACTOR[name]
+                    * rng.normal(1.0, 0.03)
+                    * (1.12 if is_fracture else 1.0)
+                ),
+                texture_hurst=float(np.clip(patient_hurst + rng.normal(0, 0.02), 0.1, 0.9)),
+                height_loss=float(rng.uniform(0.2, 0.4)) if is_fracture else 0.0,
+                concavity=float(rng.uniform(0.12, 0.25))
+                if is_fracture
+                else float(rng.uniform(0.01, 0.05)),
+                osteophytes=osteophytes,
+                sclerosis=float(rng.uniform(0.5, 1.2))
+                if flags["endplate_sclerosis"] and i >= 2 and rng.random() < 0.6
+                else 0.0,
+            )
+        )
+    if flags["endplate_sclerosis"] and not any(v.sclerosis for v in vertebrae):
+        i = int(rng.integers(2, 5))
+        vertebrae[i] = _replace(vertebrae[i], sclerosis=float(rng.uniform(0.5, 1.2)))
+    return tuple(vertebrae)
+
+
+def _replace(vertebra: Vertebra, **changes: float) -> Vertebra:
+    from dataclasses import replace
+
+    return replace(vertebra, **changes)
+
+
+def _sample_soft_tissue(
+    rng: np.random.Generator, bmi: float, sex: str, spine: Spine, gas_over_spine: bool
+) -> SoftTissue:
+    centre = float(np.clip((6.0 + 0.55 * bmi) * rng.normal(1.0, 0.06), 10.0, 38.0))
+    fat = float(
+        np.clip(
+            0.12 + 0.016 * (bmi - 18) + (0.06 if sex == "F" else 0.0) + rng.normal(0, 0.04),
+            0.06,
+            0.65,
+        )
+    )
+    pockets = []
+    for _ in range(int(rng.integers(2, 9))):
+        side = rng.choice([-1, 1])
+        pockets.append(
+            (
+                float(rng.uniform(20, 200)),
+                float(side * rng.uniform(35, 80)),
+                float(rng.uniform(5, 18)),
+                float(rng.uniform(1.0, 2.2)),
+                float(rng.uniform(0.8, 3.5)),
+            )
+        )
+    if gas_over_spine:
+        pockets.append(
+            (
+                float(rng.uniform(40, 180)),
+                float(spine.centre_x_mm + rng.normal(0, 8)),
+                float(rng.uniform(6, 15)),
+                float(rng.uniform(1.0, 2.0)),
+                float(rng.uniform(1.0, 3.0)),
+            )
+        )
+    return SoftTissue(
+        centre_g_cm2=centre,
+        half_width_cm=float(0.8 * centre + rng.uniform(0.5, 3.0)),
+        vertical_gradient=float(rng.normal(0.02, 0.03)),
+        fat_fraction=fat,
+        psoas_cm=float(rng.uniform(2.5, 5.0) * (1.1 if sex == "M" else 1.0)),
+        gas_pockets=tuple(pockets),
+    )
+
+
+def _sample_artefacts(rng: np.random.Generator, flags: dict[str, bool], spine: Spine) -> Artefacts:
+    calcification: tuple[tuple[float, float, float, float], ...] = ()
+    if flags["aortic_calcification"]:
+        calcification = tuple(
+            (
+                float(rng.uniform(0.1, 1.0)),
+                int(rng.choice([-1, 1])),
+                float(rng.uniform(3, 16)),
+                float(rng.uniform(0.08, 0.45)),
+            )
+            for _ in range(int(rng.integers(2, 16)))
+        )
+    clips: tuple[tuple[float, float, float], ...] = ()
+    if flags["clips"]:
+        y0, x0 = rng.uniform(15, 90), spine.centre_x_mm - rng.uniform(35, 70)
+        clips = tuple(
+            (
+                float(y0 + rng.normal(0, 6)),
+                float(x0 + rng.normal(0, 6)),
+                float(rng.uniform(0, np.pi)),
+            )
+            for _ in range(int(rng.integers(1, 6)))
+        )
+    implant: tuple[str, ...] = ()
+    if flags["implant"]:
+        top = int(rng.integers(2, 5))
+        implant = tuple(("L1", "L2", "L3", "L4", "L5")[top - 1 : top + 1])
+    return Artefacts(
+        rib_drop_mm=(float(rng.uniform(0.25, 0.6)), float(rng.uniform(0.25, 0.6))),
+        rib_length_mm=(float(rng.uniform(60, 140)), float(rng.uniform(60, 140))),
+        iliac_crest_offset_mm=float(rng.normal(0, 8)),
+        iliac_peak_lateral_mm=float(rng.uniform(55, 80)),
+        calcification=calcification,
+        clips=clips,
+        implant_levels=implant,
+    )

@@ -1,0 +1,219 @@
+"""The lumbar spine in projection: vertebra layout, 2.5-D bone model, and the
+ownership rules of docs/protocol.md that turn bone into labels.
+
+Each vertebra is drawn in its own frame (u lateral, v along the spine axis,
+mm, origin at the body centre). The body is a rounded rectangle with a
+lateral waist and concave endplates; its AP depth is an elliptical cross-
+section with a cortical shell, so the projected mineral is
+rho_trab * L_inner + rho_cortex * (L_outer - L_inner). Posterior elements
+are tubes and plates projected on the body, shifted sideways by axial
+rotation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dxaspine.simulate.case import Case, Vertebra
+
+TRABECULAR_HA_G_CM3 = 0.15
+CORTICAL_HA_G_CM3 = 1.05
+ENDPLATE_MM = 1.3
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a vertebra sits: centre (y, x) in mm and axis angle from vertical."""
+
+    centre_y_mm: float
+    centre_x_mm: float
+    angle_rad: float
+    disc_above_mm: float
+    disc_below_mm: float
+
+
+@dataclass
+class VertebraBone:
+    """One vertebra rendered on a patch of sub-samples (g/cm2 and supports)."""
+
+    trabecular: np.ndarray
+    structural: np.ndarray
+    degenerative: np.ndarray
+    body: np.ndarray
+    posterior_in_column: np.ndarray
+    axial_mm: np.ndarray
+
+
+def place_vertebrae(case: Case, field_width_mm: float) -> list[Placement]:
+    """Lay the vertebrae along the spine curve (tilt + scoliosis), T12 first."""
+    spine = case.spine
+    step = 0.5
+    s = np.arange(0.0, 320.0, step)
+    theta = np.deg2rad(spine.tilt_deg) + np.deg2rad(spine.scoliosis_deg) * np.sin(
+        2 * np.pi * s / spine.scoliosis_wavelength_mm + spine.scoliosis_phase
+    )
+    y = spine.top_mm + np.concatenate([[0.0], np.cumsum(np.cos(theta[:-1]) * step)])
+    x = np.concatenate([[0.0], np.cumsum(np.sin(theta[:-1]) * step)])
+    heights = [v.half_height_mm * (1 - v.height_loss) for v in case.vertebrae]
+    discs = spine.disc_heights_mm
+    arc = [0.0]
+    for i in range(1, len(case.vertebrae)):
+        arc.append(arc[-1] + heights[i - 1] + discs[i - 1] + heights[i])
+    # Centre the spine laterally at mid-lumbar (between L2 and L3).
+    mid = 0.5 * (arc[2] + arc[3])
+    x_shift = field_width_mm / 2 + spine.centre_x_mm - float(np.interp(mid, s, x))
+    placements = []
+    for i, arc_mm in enumerate(arc):
+        placements.append(
+            Placement(
+                centre_y_mm=float(np.interp(arc_mm, s, y)),
+                centre_x_mm=float(np.interp(arc_mm, s, x)) + x_shift,
+                angle_rad=float(np.interp(arc_mm, s, theta)),
+                disc_above_mm=discs[i - 1] if i > 0 else discs[0],
+                disc_below_mm=discs[i] if i < len(discs) else discs[-1],
+            )
+        )
+    return placements
+
+
+def extent_mm(vertebra: Vertebra, place: Placement) -> float:
+    """Radius (mm) of a circle around the centre holding all of the vertebra's bone."""
+    lateral = vertebra.half_width_mm + max(vertebra.tp_length_mm, 10.0) + 4.0
+    axial = vertebra.half_height_mm + max(place.disc_above_mm, place.disc_below_mm) + 4.0
+    return float(np.hypot(lateral, axial))
+
+
+def render_vertebra(
+    vertebra: Vertebra, place: Placement, rotation_rad: float, y_mm: np.ndarray, x_mm: np.ndarray
+) -> VertebraBone:
+    """Project one vertebra onto sample points (y_mm, x_mm): mineral maps and supports."""
+    dy, dx = y_mm - place.centre_y_mm, x_mm - place.centre_x_mm
+    cos_a, sin_a = np.cos(place.angle_rad), np.sin(place.angle_rad)
+    v = dy * cos_a + dx * sin_a
+    u = -dy * sin_a + dx * cos_a
+    hh = vertebra.half_height_mm * (1 - vertebra.height_loss)
+    hw = vertebra.half_width_mm
+
+    # Vertebral body: rounded rectangle with a waist and concave endplates.
+    half_width_at_v = hw * (1 - vertebra.waist * (1 - np.clip(v / hh, -1, 1) ** 2))
+    half_height_at_u = hh * (1 - vertebra.concavity * (1 - np.clip(u / hw, -1, 1) ** 2))
+    body = (np.abs(u) / half_width_at_v) ** 4 + (np.abs(v) / half_height_at_u) ** 4 <= 1.0
+    t = vertebra.cortex_mm
+    outer = vertebra.depth_mm * np.sqrt(np.clip(1 - (u / half_width_at_v) ** 2, 0, None))
+    inner = (vertebra.depth_mm - 2 * t) * np.sqrt(
+        np.clip(1 - (u / (half_width_at_v - t)) ** 2, 0, None)
+    )
+    to_endplate = half_height_at_u - np.abs(v)
+    endplate = to_endplate < ENDPLATE_MM
+    trabecular = np.where(body & ~endplate, TRABECULAR_HA_G_CM3 * inner / 10, 0.0)
+    structural = np.where(
+        body,
+        CORTICAL_HA_G_CM3 * (outer - inner) / 10 + endplate * 0.5 * CORTICAL_HA_G_CM3 * inner / 10,
+        0.0,
+    )
+    degenerative = np.zeros_like(trabecular)
+    if vertebra.sclerosis > 0:
+        band = body & ~endplate & (to_endplate < 5.0)
+        degenerative += np.where(
+            band, vertebra.sclerosis * 1.5 * TRABECULAR_HA_G_CM3 * inner / 10, 0.0
+        )
+    for side, end, length in vertebra.osteophytes:
+        out = side * u - hw
+        centre_v = end * (hh - 2.5 + 0.5 * np.clip(out, 0, None))
+        half_thick = 2.2 * (1 - np.clip(out, 0, length) / length) + 0.4
+        spur = (out >= -1.0) & (out <= length) & (np.abs(v - centre_v) <= half_thick)
+        degenerative += np.where(
+            spur & ~body, 0.6 * (1 - 0.5 * np.clip(out, 0, length) / length), 0
+        )
+        body = body | spur
+
+    posterior, support = _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad)
+    structural += posterior
+    return VertebraBone(
+        trabecular=trabecular,
+        structural=structural,
+        degenerative=degenerative,
+        body=body,
+        posterior_in_column=support & (np.abs(u) <= hw) & ~body,
+        axial_mm=np.abs(v),
+    )
+
+
+def _tube(u, v, cu, cv, ru, rv, peak):
+    """Projected mineral of an elliptical rod seen end-on, and its support."""
+    r2 = ((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2
+    return peak * np.sqrt(np.clip(1 - r2, 0, None)), r2 < 1
+
+
+def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
+    """Pedicles, laminae, spinous and articular processes, transverse processes."""
+    shift = np.sin(rotation_rad)
+    du_pedicle, du_lamina, du_spinous = 20 * shift, 30 * shift, 42 * shift
+    below, above = place.disc_below_mm, place.disc_above_mm
+    mineral = np.zeros_like(u)
+    support = np.zeros(u.shape, dtype=bool)
+
+    def add(values, where):
+        nonlocal mineral, support
+        mineral = mineral + values
+        support = support | where
+
+    for side in (-1, 1):
+        r2 = ((u - side * 0.6 * hw - du_pedicle) / (0.17 * hw)) ** 2 + (
+            (v + 0.3 * hh) / (0.27 * hh)
+        ) ** 2
+        ring = 0.5 * (0.35 + 0.9 * np.exp(-(((np.sqrt(r2) - 0.82) / 0.13) ** 2)))
+        add(np.where(r2 < 1, ring, 0.0), r2 < 1)
+        add(
+            *_tube(
+                u,
+                v,
+                side * 0.5 * hw + du_lamina,
+                -hh - 0.25 * above,
+                0.11 * hw,
+                0.35 * above + 0.12 * hh,
+                0.3,
+            )
+        )
+        add(
+            *_tube(
+                u,
+                v,
+                side * 0.4 * hw + du_lamina,
+                hh + 0.35 * below,
+                0.11 * hw,
+                0.35 * below + 0.12 * hh,
+                0.3,
+            )
+        )
+        if vertebra.tp_length_mm > 0:
+            reach = 0.5 * hw + vertebra.tp_length_mm
+            along = side * u - 0.5 * hw
+            half_thick = 0.17 * hh * (1 - 0.45 * np.clip(along, 0, reach) / reach)
+            centre = -0.12 * hh - 0.08 * np.clip(along, 0, None)
+            across = np.clip(1 - ((v - centre) / half_thick) ** 2, 0, None)
+            tip = np.clip(
+                1 - (np.clip(along - reach + half_thick, 0, None) / half_thick) ** 2, 0, None
+            )
+            inside = (along >= 0) & (along <= reach) & (across > 0) & (tip > 0)
+            add(np.where(inside, 0.28 * np.sqrt(across * tip), 0.0), inside)
+
+    top, bottom = 0.05 * hh, hh + 0.45 * below
+    frac = np.clip((v - top) / (bottom - top), 0, 1)
+    width = 0.55 * hw * (1 - 0.55 * frac)
+    lamina_across = np.clip(1 - ((u - du_lamina) / width) ** 2, 0, None)
+    laminae = (v >= top) & (v <= bottom) & (lamina_across > 0)
+    add(np.where(laminae, 0.2 * np.sqrt(lamina_across), 0.0), laminae)
+
+    centre_v, radius_v = 0.55 * hh + 0.2 * below, 0.6 * hh
+    radius_u = 0.12 * hw * np.clip(1.15 - 0.5 * (v - centre_v) / radius_v, 0.3, None)
+    add(*_tube(u, v, du_spinous, centre_v, radius_u, radius_v, 0.55))
+    return mineral, support
+
+
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Average non-overlapping factor x factor blocks (sub-samples -> pixels)."""
+    rows, cols = image.shape[0] // factor, image.shape[1] // factor
+    return image.reshape(rows, factor, cols, factor).mean(axis=(1, 3))
