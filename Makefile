@@ -28,6 +28,7 @@ bench: $(STAMP)
 tables: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[physics,dev]"
 	$(BIN)/python scripts/make_physics_tables.py
+	$(BIN)/python scripts/make_calibration_tables.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache

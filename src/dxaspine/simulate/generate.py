@@ -117,22 +117,7 @@ def render_case(
         if vertebra.label:
             labels[owner_px == i] = vertebra.label
 
-    vertebral = np.zeros((rows, cols))
-    for i, (vertebra, piece) in enumerate(zip(case.vertebrae, pieces, strict=True)):
-        if piece is None:
-            continue
-        window, trabecular, structural, degenerative = piece
-        if options.texture:
-            field = fbm_field(
-                trabecular.shape, device.spacing_mm, vertebra.texture_hurst, texture_rng
-            )
-            trabecular = trabecular * np.clip(1 + TEXTURE_AMPLITUDE * field, 0, None)
-        own = trabecular + structural
-        footprint = owner_px[window] == i
-        total = own[footprint].sum()
-        scale = vertebra.bmd_target_g_cm2 * footprint.sum() / total if total > 0 else 1.0
-        vertebral[window] += scale * own + degenerative
-
+    vertebral = _scaled_vertebral_mineral(case, pieces, owner_px, device, texture_rng, options)
     other = block_mean(
         structures.ribs(case, places, y_sub[:, None], x_sub[None, :])
         + structures.iliac_crests(case, places, y_sub[:, None], x_sub[None, :])
@@ -181,6 +166,43 @@ def render_case(
         labels=labels,
         truth_maps=maps,
     )
+
+
+def _scaled_vertebral_mineral(case, pieces, owner_px, device, texture_rng, options) -> np.ndarray:
+    """All vertebral mineral (g/cm2), each vertebra scaled to its drawn BMD.
+
+    Posterior elements of one vertebra project into its neighbours' masks, so
+    the scales solve a small linear system: over each vertebra's footprint,
+    the mineral of all vertebrae averages to that vertebra's target BMD.
+    Degenerative mineral (osteophytes, sclerosis) is added on top, unscaled,
+    as it raises measured BMD above the patient's bone status.
+    """
+    rows, cols = owner_px.shape
+    own_maps, degenerative = [], np.zeros((rows, cols))
+    for vertebra, piece in zip(case.vertebrae, pieces, strict=True):
+        own = np.zeros((rows, cols))
+        if piece is not None:
+            window, trabecular, structural, degen = piece
+            if options.texture:
+                field = fbm_field(
+                    trabecular.shape, device.spacing_mm, vertebra.texture_hurst, texture_rng
+                )
+                trabecular = trabecular * np.clip(1 + TEXTURE_AMPLITUDE * field, 0, None)
+            own[window] = trabecular + structural
+            degenerative[window] += degen
+        own_maps.append(own)
+    n = len(own_maps)
+    footprints = [owner_px == i for i in range(n)]
+    visible = [i for i in range(n) if footprints[i].any()]
+    system = np.array([[own_maps[j][footprints[i]].sum() for j in visible] for i in visible])
+    targets = np.array(
+        [case.vertebrae[i].bmd_target_g_cm2 * footprints[i].sum() for i in visible]
+    )
+    scales = np.linalg.solve(system, targets)
+    vertebral = degenerative
+    for scale, i in zip(scales, visible, strict=True):
+        vertebral = vertebral + scale * own_maps[i]
+    return vertebral
 
 
 def _ground_truth(

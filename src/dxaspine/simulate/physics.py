@@ -141,3 +141,19 @@ def calibration_csv(table: np.ndarray) -> str:
     for low, high, bone, soft in table:
         writer.writerow([f"{low:.8f}", f"{high:.8f}", f"{bone:.2f}", f"{soft:.2f}"])
     return buffer.getvalue()
+
+
+def shipped_calibration_path(device: DeviceProfile):
+    """Path (importlib Traversable) of the calibration CSV shipped for a device."""
+    from importlib.resources import files
+
+    return files("dxaspine.simulate") / "data" / f"calibration_{device.name}.csv"
+
+
+def shipped_calibration(device: DeviceProfile) -> np.ndarray:
+    """The device's shipped step-phantom table, (n, 4) in CALIBRATION_COLUMNS order."""
+    text = shipped_calibration_path(device).read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    if tuple(rows[0]) != CALIBRATION_COLUMNS:
+        raise ValueError(f"calibration table for {device.name} has columns {rows[0]}")
+    return np.array(rows[1:], dtype=np.float64)
