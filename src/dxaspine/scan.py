@@ -116,7 +116,10 @@ class Scan:
 
 
 def _check_spacing(spacing: Any, source: str) -> tuple[float, float]:
-    values = np.asarray(spacing, dtype=np.float64).ravel() if spacing is not None else np.empty(0)
+    try:
+        values = np.asarray(spacing, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ScanError(source, f"spacing_mm must be numeric, got {spacing!r}") from None
     if values.size != 2:
         raise ScanError(source, f"spacing_mm must hold 2 values (row, col), got {values.size}")
     if not np.isfinite(values).all() or (values <= 0).any():

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny seeded scans built by hand, never by the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from dxaspine.scan import Scan
+
+
+def build_scan(
+    seed: int = 0,
+    shape: tuple[int, int] = (64, 48),
+    spacing_mm: tuple[float, float] = (0.5, 0.6),
+    reference: bool = True,
+    meta: dict | None = None,
+) -> Scan:
+    """A seeded random float32 scan (low ~ 0.5..3, high ~ 0.6 x low) with L1/L2 labels."""
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(0.5, 3.0, shape).astype(np.float32)
+    high = (0.6 * low + rng.normal(0, 0.01, shape)).astype(np.float32)
+    labels = np.zeros(shape, np.uint8)
+    labels[8:20, 12:36] = 1
+    labels[24:36, 12:36] = 2
+    if meta is None:
+        meta = {
+            "scan_id": f"test-{seed:04d}",
+            "patient_id": f"P{seed:04d}",
+            "device": "hologic-like",
+            "truth": {"total_bmd_g_cm2": 1.0, "vertebrae": {"L1": {"bmd_g_cm2": 0.95}}},
+        }
+    return Scan(
+        low=low,
+        high=high,
+        spacing_mm=spacing_mm,
+        meta=meta,
+        mask=(labels > 0).astype(np.uint8) if reference else None,
+        labels=labels if reference else None,
+        truth_maps={"bone_g_cm2": (0.4 * low).astype(np.float32)} if reference else {},
+    )
+
+
+@pytest.fixture
+def make_scan() -> Callable[..., Scan]:
+    """Factory fixture: make_scan(seed=..., shape=..., reference=...) -> Scan."""
+    return build_scan
+
+
+@pytest.fixture
+def scan() -> Scan:
+    return build_scan()
