@@ -90,13 +90,15 @@ def acquire(
         if blur:
             mean = gaussian_filter(mean, sigma_px, mode="nearest")
             variance = gaussian_filter(variance, sigma_px, mode="nearest")
+        # The noise-free expectation needs no floor; a noisy pixel behind metal can
+        # record nothing, so it is floored at half a photon to keep -ln finite.
+        floor = np.finfo(np.float64).tiny
         if rng is not None:
             if device.detector == "photon-counting":
                 mean = rng.poisson(mean).astype(np.float64)
             else:
                 mean = mean + np.sqrt(variance) * rng.standard_normal(mean.shape)
-        # At least one photon's worth of signal, so metal never gives infinite attenuation.
-        floor = float(channel.signal_per_photon.min())
+            floor = 0.5 * float(channel.signal_per_photon.min())
         images.append((-np.log(np.maximum(mean, floor) / channel.air_signal)).astype(np.float32))
     return images[0], images[1]
 

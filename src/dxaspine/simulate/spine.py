@@ -119,11 +119,14 @@ def render_vertebra(
         degenerative += np.where(
             band, vertebra.sclerosis * 1.5 * TRABECULAR_HA_G_CM3 * inner / 10, 0.0
         )
+    # Spurs grow from the rounded body corner, so they start at the corner's edge.
+    corner_v = (hh - 2.5) / hh
+    corner_u = hw * (1 - vertebra.waist * (1 - corner_v**2)) * (1 - corner_v**4) ** 0.25
     for side, end, length in vertebra.osteophytes:
         out = side * u - hw
         centre_v = end * (hh - 2.5 + 0.5 * np.clip(out, 0, None))
         half_thick = 2.2 * (1 - np.clip(out, 0, length) / length) + 0.4
-        spur = (out >= -1.0) & (out <= length) & (np.abs(v - centre_v) <= half_thick)
+        spur = (out >= corner_u - hw - 1.0) & (out <= length) & (np.abs(v - centre_v) <= half_thick)
         degenerative += np.where(
             spur & ~body, 0.6 * (1 - 0.5 * np.clip(out, 0, length) / length), 0
         )

@@ -1,0 +1,512 @@
+"""Behaviour of the scan simulator: determinism, the segmentation protocol
+(docs/protocol.md), ground truth, each artefact, texture, device profiles and
+the `simulate` command.
+
+Artefact tests change one field of a fixed `Case` with `dataclasses.replace`
+and compare noise-free renders, so every difference is signal.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from dxaspine.cli import app
+from dxaspine.scan import Scan
+from dxaspine.simulate.case import ArtefactRates, Case, sample_case
+from dxaspine.simulate.devices import DEVICES, DeviceProfile
+from dxaspine.simulate.generate import RenderOptions, render_case, simulate_scan
+from dxaspine.simulate.spine import place_vertebrae
+
+LUMBAR = ("L1", "L2", "L3", "L4")
+FLAG_NAMES = tuple(field.name for field in dataclasses.fields(ArtefactRates))
+NO_ARTEFACTS = ArtefactRates(**{name: 0.0 for name in FLAG_NAMES})
+HOLOGIC = DEVICES["hologic-like"]
+EXACT = RenderOptions(noise=False, blur=False)
+
+
+def index_of(case: Case, name: str) -> int:
+    return [v.name for v in case.vertebrae].index(name)
+
+
+def with_vertebra(case: Case, name: str, **changes) -> Case:
+    vertebrae = list(case.vertebrae)
+    i = index_of(case, name)
+    vertebrae[i] = dataclasses.replace(vertebrae[i], **changes)
+    return dataclasses.replace(case, vertebrae=tuple(vertebrae))
+
+
+def with_spine(case: Case, **changes) -> Case:
+    return dataclasses.replace(case, spine=dataclasses.replace(case.spine, **changes))
+
+
+def with_soft(case: Case, **changes) -> Case:
+    return dataclasses.replace(case, soft=dataclasses.replace(case.soft, **changes))
+
+
+def with_artefacts(case: Case, **changes) -> Case:
+    return dataclasses.replace(case, artefacts=dataclasses.replace(case.artefacts, **changes))
+
+
+def render(case: Case, device: DeviceProfile = HOLOGIC, options: RenderOptions | None = None):
+    """Noise-free render (blurred unless `options` says otherwise)."""
+    return render_case(case, device, None, options)
+
+
+def centroids(scan: Scan) -> dict[int, np.ndarray]:
+    """(row, col) centroid of each label 1..4, in pixels."""
+    return {label: np.array(ndimage.center_of_mass(scan.labels == label)) for label in range(1, 5)}
+
+
+def bmd(scan: Scan) -> dict[str, float]:
+    return {name: v["bmd_g_cm2"] for name, v in scan.meta["truth"]["vertebrae"].items()}
+
+
+def pixel_mm(scan: Scan) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (y, x) in mm, as 2-D grids."""
+    rows, cols = scan.shape
+    y = (np.arange(rows) + 0.5) * scan.spacing_mm[0]
+    x = (np.arange(cols) + 0.5) * scan.spacing_mm[1]
+    return np.meshgrid(y, x, indexing="ij")
+
+
+@pytest.fixture(scope="module")
+def straight_case() -> Case:
+    """A patient with no artefacts, an upright spine and no axial rotation."""
+    case = sample_case(np.random.default_rng(5), "straight", rates=NO_ARTEFACTS)
+    assert not any(case.flags.values())
+    assert case.spine.scoliosis_deg == 0.0
+    assert not case.artefacts.clips and not case.artefacts.calcification
+    return with_spine(case, tilt_deg=0.0, axial_rotation_deg=0.0)
+
+
+@pytest.fixture(scope="module")
+def base_scan(straight_case: Case) -> Scan:
+    return render(straight_case)
+
+
+# --- determinism ----------------------------------------------------------------------------
+
+
+def test_same_seed_and_index_give_identical_scans() -> None:
+    a = simulate_scan(3, 2, "hologic-like")
+    b = simulate_scan(3, 2, "hologic-like")
+    for name in ("low", "high", "labels", "mask"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.meta == b.meta
+    assert a.spacing_mm == b.spacing_mm
+    other = simulate_scan(3, 3, "hologic-like")
+    assert other.scan_id != a.scan_id
+    assert not np.array_equal(other.low, a.low)
+    assert not np.array_equal(other.labels, a.labels)
+    assert other.meta["truth"] != a.meta["truth"]
+
+
+def test_same_patients_on_every_device() -> None:
+    hologic = simulate_scan(4, 1, "hologic-like")
+    lunar = simulate_scan(4, 1, "lunar-like")
+    for key in ("age_years", "sex", "bmi_kg_m2", "flags", "fat_fraction"):
+        assert hologic.meta["truth"][key] == lunar.meta["truth"][key]
+    for name in LUMBAR:
+        h, u = hologic.meta["truth"]["vertebrae"][name], lunar.meta["truth"]["vertebrae"][name]
+        assert h["bmd_target_g_cm2"] == u["bmd_target_g_cm2"]
+        assert u["bmd_g_cm2"] == pytest.approx(h["bmd_g_cm2"], rel=0.05)
+        assert u["area_cm2"] == pytest.approx(h["area_cm2"], rel=0.08)
+
+
+# --- protocol consistency -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cohort() -> list[Scan]:
+    """Default artefact rates: six hologic-like and two lunar-like scans."""
+    return [simulate_scan(11, i, "hologic-like") for i in range(6)] + [
+        simulate_scan(11, i, "lunar-like") for i in range(2)
+    ]
+
+
+def test_labels_and_mask_follow_the_stored_form(cohort: list[Scan]) -> None:
+    for scan in cohort:
+        assert scan.labels.dtype == np.uint8 and scan.mask.dtype == np.uint8
+        assert scan.labels.shape == scan.shape == scan.mask.shape
+        assert set(np.unique(scan.labels)) <= {0, 1, 2, 3, 4}
+        np.testing.assert_array_equal(scan.mask, (scan.labels > 0).astype(np.uint8))
+
+
+def test_each_vertebra_present_ordered_and_connected(cohort: list[Scan]) -> None:
+    for scan in cohort:
+        rows = []
+        for label in range(1, 5):
+            region = scan.labels == label
+            assert region.sum() > 200, f"{scan.scan_id}: L{label} nearly empty"
+            rows.append(np.nonzero(region)[0].mean())
+            components, n = ndimage.label(region)
+            sizes = np.bincount(components.ravel())[1:]
+            assert sizes.max() >= 0.95 * sizes.sum(), (
+                f"{scan.scan_id}: L{label} split into {n} pieces {sorted(sizes)[::-1]}"
+            )
+        assert np.all(np.diff(rows) > 0), f"{scan.scan_id}: vertebrae not top to bottom {rows}"
+
+
+def test_truth_areas_bmd_and_total(cohort: list[Scan]) -> None:
+    l1, rest = [], []
+    for scan in cohort:
+        truth = scan.meta["truth"]
+        vertebrae = truth["vertebrae"]
+        assert set(vertebrae) == set(LUMBAR)
+        for label, name in enumerate(LUMBAR, start=1):
+            n_pixels = int((scan.labels == label).sum())
+            assert vertebrae[name]["area_cm2"] == pytest.approx(
+                n_pixels * scan.pixel_area_cm2, abs=1e-6
+            )
+            assert vertebrae[name]["bmc_g"] == pytest.approx(
+                vertebrae[name]["bmd_g_cm2"] * vertebrae[name]["area_cm2"], rel=1e-5
+            )
+            assert 0.4 <= vertebrae[name]["bmd_g_cm2"] <= 1.8
+        total = sum(v["bmc_g"] for v in vertebrae.values()) / sum(
+            v["area_cm2"] for v in vertebrae.values()
+        )
+        assert truth["total_bmd_g_cm2"] == pytest.approx(total, rel=1e-5)
+        l1.append(vertebrae["L1"]["bmd_g_cm2"])
+        rest.append(np.mean([vertebrae[n]["bmd_g_cm2"] for n in LUMBAR[1:]]))
+        assert set(truth["flags"]) == set(FLAG_NAMES)
+    assert np.mean(l1) < np.mean(rest) - 0.03
+
+
+# --- ground truth does not depend on soft tissue --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "before", "after", "low_change"),
+    [
+        # Twice the abdomen: much more attenuation.
+        ("centre_g_cm2", 15.0, 30.0, 1.0),
+        # Fat attenuates less than lean: attenuation falls, the low channel most.
+        ("fat_fraction", 0.15, 0.5, -0.02),
+    ],
+)
+def test_truth_independent_of_soft_tissue(
+    straight_case: Case, field: str, before: float, after: float, low_change: float
+) -> None:
+    a = render(with_soft(straight_case, **{field: before}))
+    b = render(with_soft(straight_case, **{field: after}))
+    change_low = float(b.low.mean() - a.low.mean())
+    change_high = float(b.high.mean() - a.high.mean())
+    assert np.sign(change_low) == np.sign(low_change) == np.sign(change_high)
+    assert abs(change_low) > abs(low_change)
+    assert abs(change_low) > abs(change_high) > 0
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert bmd(a) == bmd(b)
+    assert a.meta["truth"]["total_bmd_g_cm2"] == b.meta["truth"]["total_bmd_g_cm2"]
+
+
+# --- artefacts, one at a time at a fixed anatomy ----------------------------------------------
+
+
+def assert_truth_and_labels_unchanged(scan: Scan, base: Scan) -> None:
+    """Foreign objects, calcification and gas never change labels or true BMD (protocol §4, §7)."""
+    np.testing.assert_array_equal(scan.labels, base.labels)
+    assert bmd(scan) == bmd(base)
+
+
+def test_clip_raises_attenuation_at_the_clip_only(straight_case: Case, base_scan: Scan) -> None:
+    y, x = 60.0, 40.0
+    scan = render(with_artefacts(straight_case, clips=((y, x, 0.3),)))
+    yy, xx = pixel_mm(scan)
+    distance = np.hypot(yy - y, xx - x)
+    at = np.unravel_index(distance.argmin(), distance.shape)
+    for channel in ("low", "high"):
+        diff = getattr(scan, channel) - getattr(base_scan, channel)
+        assert diff[at] > 0.1, channel
+        assert distance[np.unravel_index(diff.argmax(), diff.shape)] < 5.0
+        assert np.abs(diff[distance > 12.0]).max() < 1e-6
+        assert diff.min() > -1e-3  # metal only ever adds attenuation
+    assert_truth_and_labels_unchanged(scan, base_scan)
+
+
+def test_aortic_calcification_right_of_spine_between_l1_and_l4(
+    straight_case: Case, base_scan: Scan
+) -> None:
+    scan = render(with_artefacts(straight_case, calcification=((0.5, 1, 10.0, 0.3),)))
+    diff = scan.high - base_scan.high
+    assert diff.max() > 0.03
+    row, _ = np.unravel_index(diff.argmax(), diff.shape)
+    centre = centroids(base_scan)
+    assert centre[1][0] < row < centre[4][0]
+    spine_col = np.mean([c[1] for c in centre.values()])
+    changed_cols = np.nonzero(np.abs(diff) > 1e-4)[1]
+    assert changed_cols.min() > spine_col + 5.0 / scan.spacing_mm[1]  # image right: patient left
+    assert_truth_and_labels_unchanged(scan, base_scan)
+
+
+def test_osteophyte_adds_pixels_at_the_body_corner(straight_case: Case, base_scan: Scan) -> None:
+    scan = render(with_vertebra(straight_case, "L3", osteophytes=((1, 1, 6.0),)))
+    gained = (scan.labels == 3) & (base_scan.labels != 3)
+    lost = (base_scan.labels == 3) & (scan.labels != 3)
+    assert gained.sum() >= 10 and lost.sum() == 0
+    # The spur grows from the lower (end +1) corner on the image right (side +1).
+    l3 = straight_case.vertebrae[index_of(straight_case, "L3")]
+    row, col = centroids(base_scan)[3]
+    rows, cols = np.nonzero(gained)
+    assert rows.min() > row
+    assert cols.min() > col + 0.7 * l3.half_width_mm / scan.spacing_mm[1]
+    # Osteophytes are bone of L3 (protocol §2): its true BMD rises, the others' do not change.
+    before, after = bmd(base_scan), bmd(scan)
+    assert after["L3"] > before["L3"]
+    assert all(after[name] == before[name] for name in ("L1", "L2", "L4"))
+
+
+def test_osteophytes_are_attached_to_the_vertebral_body(straight_case: Case) -> None:
+    """Marginal spurs grow from the endplate corners (protocol §2), so the vertebra
+    with spurs at all four corners is still one connected region."""
+    spurs = tuple((side, end, 6.0) for side in (-1, 1) for end in (-1, 1))
+    scan = render(with_vertebra(straight_case, "L3", osteophytes=spurs))
+    _, n_pieces = ndimage.label(scan.labels == 3, structure=np.ones((3, 3)))
+    assert n_pieces == 1, f"L3 with four spurs is {n_pieces} separate pieces"
+
+
+def test_compression_fracture_shrinks_the_vertebra(straight_case: Case, base_scan: Scan) -> None:
+    scan = render(with_vertebra(straight_case, "L2", height_loss=0.3))
+    area_before = (base_scan.labels == 2).sum()
+    area_after = (scan.labels == 2).sum()
+    assert area_after < 0.85 * area_before
+    rows_before = np.ptp(np.nonzero(base_scan.labels == 2)[0])
+    rows_after = np.ptp(np.nonzero(scan.labels == 2)[0])
+    assert rows_after < rows_before
+    rows = [c[0] for c in centroids(scan).values()]
+    assert np.all(np.diff(rows) > 0)
+
+
+def test_scoliosis_spreads_the_vertebrae_sideways(straight_case: Case, base_scan: Scan) -> None:
+    straight_cols = [c[1] for c in centroids(base_scan).values()]
+    assert np.std(straight_cols) < 1.0
+    scan = render(with_spine(straight_case, scoliosis_deg=12.0))
+    curved = centroids(scan)
+    cols = [c[1] for c in curved.values()]
+    assert np.std(cols) > np.std(straight_cols) + 2.0
+    assert np.all(np.diff([c[0] for c in curved.values()]) > 0)
+
+
+@pytest.mark.parametrize("tilt_deg", [8.0, -8.0])
+def test_tilt_slants_the_spine(straight_case: Case, tilt_deg: float) -> None:
+    scan = render(with_spine(straight_case, tilt_deg=tilt_deg))
+    centre = np.array(list(centroids(scan).values())) * np.array(scan.spacing_mm)
+    slope = np.polyfit(centre[:, 0], centre[:, 1], 1)[0]  # mm right per mm down
+    assert slope == pytest.approx(np.tan(np.deg2rad(tilt_deg)), abs=0.03)
+
+
+@pytest.mark.parametrize("rotation_deg", [12.0, -12.0])
+def test_axial_rotation_moves_posterior_elements(
+    straight_case: Case, base_scan: Scan, rotation_deg: float
+) -> None:
+    scan = render(with_spine(straight_case, axial_rotation_deg=rotation_deg))
+    diff = scan.low - base_scan.low
+    inside, outside = base_scan.labels > 0, base_scan.labels == 0
+    assert np.abs(diff[inside]).mean() > 5 * np.abs(diff[outside]).mean()
+    # In L2 the bone moves towards the rotation side: gains on that side, losses on the other.
+    l2 = base_scan.labels == 2
+    col = np.indices(diff.shape)[1]
+    gain = np.where(l2 & (diff > 0), diff, 0.0)
+    loss = np.where(l2 & (diff < 0), -diff, 0.0)
+    gain_col, loss_col = (gain * col).sum() / gain.sum(), (loss * col).sum() / loss.sum()
+    assert np.sign(gain_col - loss_col) == np.sign(rotation_deg)
+    assert abs(gain_col - loss_col) > 5.0
+
+
+@pytest.mark.parametrize("shift_mm", [15.0, -20.0])
+def test_off_centre_shifts_the_spine(straight_case: Case, base_scan: Scan, shift_mm: float) -> None:
+    scan = render(with_spine(straight_case, centre_x_mm=straight_case.spine.centre_x_mm + shift_mm))
+    before, after = centroids(base_scan), centroids(scan)
+    for label in range(1, 5):
+        assert after[label][0] == pytest.approx(before[label][0], abs=0.5)
+        shift_px = after[label][1] - before[label][1]
+        assert shift_px == pytest.approx(shift_mm / scan.spacing_mm[1], abs=1.0)
+
+
+def test_bowel_gas_lowers_attenuation_at_the_pocket(straight_case: Case, base_scan: Scan) -> None:
+    l3 = place_vertebrae(straight_case, HOLOGIC.field_of_view_mm[1])[index_of(straight_case, "L3")]
+    y, x = l3.centre_y_mm, l3.centre_x_mm
+    pocket = (y, x, 10.0, 1.0, 2.5)
+    scan = render(with_soft(straight_case, gas_pockets=(*straight_case.soft.gas_pockets, pocket)))
+    yy, xx = pixel_mm(scan)
+    distance = np.hypot(yy - y, xx - x)
+    at = np.unravel_index(distance.argmin(), distance.shape)
+    for channel, drop in (("low", 0.2), ("high", 0.1)):
+        diff = getattr(scan, channel) - getattr(base_scan, channel)
+        assert diff[at] < -drop, channel
+        assert diff.max() < 1e-6  # gas only removes tissue
+        assert np.abs(diff[distance > 20.0]).max() < 1e-6
+    assert_truth_and_labels_unchanged(scan, base_scan)
+
+
+def test_endplate_sclerosis_densifies_near_the_endplates(
+    straight_case: Case, base_scan: Scan
+) -> None:
+    scan = render(with_vertebra(straight_case, "L3", sclerosis=1.0))
+    before, after = bmd(base_scan), bmd(scan)
+    assert after["L3"] > 1.05 * before["L3"]
+    assert all(after[name] == before[name] for name in ("L1", "L2", "L4"))
+    np.testing.assert_array_equal(scan.labels, base_scan.labels)
+
+    i = index_of(straight_case, "L3")
+    place = place_vertebrae(straight_case, HOLOGIC.field_of_view_mm[1])[i]
+    vertebra = straight_case.vertebrae[i]
+    yy, xx = pixel_mm(scan)
+    v = np.abs(yy - place.centre_y_mm)  # the spine is upright: v is the row offset
+    central = np.abs(xx - place.centre_x_mm) < 0.5 * vertebra.half_width_mm
+    hh = vertebra.half_height_mm
+    band = central & (v > hh - 4.5) & (v < hh - 1.8)
+    middle = central & (v < hh - 8.0)
+    diff = scan.high - base_scan.high
+    assert diff[band].mean() > 0.02
+    assert diff[band].mean() > 5 * abs(diff[middle].mean())
+    near_l3 = ndimage.binary_dilation(base_scan.labels == 3, iterations=3)
+    assert np.abs(diff[~near_l3]).max() < 1e-3
+
+
+def test_implant_is_strong_attenuation_at_its_levels(straight_case: Case, base_scan: Scan) -> None:
+    scan = render(with_artefacts(straight_case, implant_levels=("L2", "L3")))
+    diff = scan.high - base_scan.high
+    for label in (2, 3):
+        assert diff[scan.labels == label].max() > 1.0
+    for label in (1, 4):
+        assert np.abs(diff[scan.labels == label]).max() < 0.01
+    assert_truth_and_labels_unchanged(scan, base_scan)
+
+
+# --- trabecular texture ---------------------------------------------------------------------
+
+
+def roughness(image: np.ndarray, region: np.ndarray) -> float:
+    """Mean squared difference of horizontal neighbours inside `region`, over the variance."""
+    image = image.astype(np.float64)
+    pairs = region[:, 1:] & region[:, :-1]
+    steps = (image[:, 1:] - image[:, :-1])[pairs]
+    return float(np.mean(steps**2) / image[region].var())
+
+
+@pytest.mark.parametrize("name", sorted(DEVICES))
+def test_texture_hurst_sets_the_roughness_of_its_vertebra(straight_case: Case, name: str) -> None:
+    device = DEVICES[name]
+    rough = render(with_vertebra(straight_case, "L2", texture_hurst=0.2), device, EXACT)
+    smooth = render(with_vertebra(straight_case, "L2", texture_hurst=0.6), device, EXACT)
+    plain = render(straight_case, device, dataclasses.replace(EXACT, texture=False))
+    np.testing.assert_array_equal(rough.labels, smooth.labels)
+    l2 = rough.labels == 2
+    diff = np.abs(rough.low - smooth.low)
+    assert diff[l2].max() > 0.02
+    assert diff[l2].sum() > 0.9 * diff.sum()  # the change stays in L2
+    for label in (1, 3, 4):
+        assert diff[rough.labels == label].max() < 0.2 * diff[l2].max()
+    core = ndimage.binary_erosion(l2, iterations=4)
+    assert roughness(rough.low, core) > roughness(smooth.low, core)
+    # The texture alone (render minus a texture-free render) differs far more clearly.
+    texture_rough = roughness(rough.low - plain.low, core)
+    texture_smooth = roughness(smooth.low - plain.low, core)
+    assert texture_rough > 2.0 * texture_smooth
+
+
+# --- device profiles ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DEVICES))
+def test_device_profile_sets_geometry(name: str) -> None:
+    device = DEVICES[name]
+    scan = simulate_scan(0, 0, name)
+    assert scan.shape == device.shape
+    assert scan.spacing_mm == device.spacing_mm
+    assert scan.device == name
+    assert scan.low.dtype == np.float32 and scan.high.dtype == np.float32
+    rows, cols = scan.shape
+    assert 150 <= rows <= 400 and 120 <= cols <= 450
+    assert all(0.5 <= s <= 1.2 for s in scan.spacing_mm)
+    # Both energies see the spine: mean attenuation is higher on the mask than beside it.
+    for image in (scan.low, scan.high):
+        assert image[scan.mask > 0].mean() > image[scan.mask == 0].mean()
+    assert (scan.low > scan.high).mean() > 0.99
+
+
+# --- the `simulate` command -----------------------------------------------------------------
+
+COHORT_COLUMNS = (
+    "scan_id",
+    "patient_id",
+    "file",
+    "device",
+    "age_years",
+    "sex",
+    "bmi_kg_m2",
+    "bmd_L1_g_cm2",
+    "bmd_L2_g_cm2",
+    "bmd_L3_g_cm2",
+    "bmd_L4_g_cm2",
+    "bmd_total_g_cm2",
+    *FLAG_NAMES,
+)
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def cli_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "serial"
+    result = run_cli("simulate", "--n", "3", "--seed", "1", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_simulate_cli_writes_scans_and_cohort_csv(cli_cohort: Path) -> None:
+    assert len(list(cli_cohort.glob("*.npz"))) == 3
+    with open(cli_cohort / "cohort.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    assert len(rows) == 3
+    missing = [c for c in COHORT_COLUMNS if c not in header]
+    assert not missing, f"cohort.csv lacks {missing}"
+    assert len(header) == len(set(header))
+    for i, row in enumerate(rows):
+        assert (cli_cohort / row["file"]).is_file()
+        assert row["device"] == "hologic-like"
+        assert all(row[flag] in ("0", "1") for flag in FLAG_NAMES)
+        # The row is the scan's ground truth (scan i depends on seed and index only).
+        truth = simulate_scan(1, i, "hologic-like").meta["truth"]
+        for name in LUMBAR:
+            assert float(row[f"bmd_{name}_g_cm2"]) == truth["vertebrae"][name]["bmd_g_cm2"]
+        assert float(row["bmd_total_g_cm2"]) == truth["total_bmd_g_cm2"]
+        assert float(row["age_years"]) == truth["age_years"] and row["sex"] == truth["sex"]
+        assert [int(row[flag]) for flag in FLAG_NAMES] == [
+            int(truth["flags"][flag]) for flag in FLAG_NAMES
+        ]
+
+
+def test_simulate_cli_is_byte_identical_with_jobs(cli_cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "parallel"
+    result = run_cli(
+        "simulate", "--n", "3", "--seed", "1", "--out", str(out), "--jobs", "2", "--quiet"
+    )
+    assert result.exit_code == 0, result.output
+    serial = sorted(p.name for p in cli_cohort.iterdir())
+    parallel = sorted(p.name for p in out.iterdir())
+    assert serial == parallel
+    for name in serial:
+        assert (cli_cohort / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_simulate_cli_rejects_unknown_device(tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = run_cli("simulate", "--n", "2", "--device", "siemens-like", "--out", str(out))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert "siemens-like" in lines[0] and "hologic-like" in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()
