@@ -9,7 +9,7 @@ sources are in docs/physics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -284,14 +284,8 @@ def _sample_vertebrae(
         )
     if flags["endplate_sclerosis"] and not any(v.sclerosis for v in vertebrae):
         i = int(rng.integers(2, 5))
-        vertebrae[i] = _replace(vertebrae[i], sclerosis=float(rng.uniform(0.5, 1.2)))
+        vertebrae[i] = replace(vertebrae[i], sclerosis=float(rng.uniform(0.5, 1.2)))
     return tuple(vertebrae)
-
-
-def _replace(vertebra: Vertebra, **changes: float) -> Vertebra:
-    from dataclasses import replace
-
-    return replace(vertebra, **changes)
 
 
 def _sample_soft_tissue(

@@ -168,7 +168,14 @@ def render_case(
     )
 
 
-def _scaled_vertebral_mineral(case, pieces, owner_px, device, texture_rng, options) -> np.ndarray:
+def _scaled_vertebral_mineral(
+    case: Case,
+    pieces: list,
+    owner_px: np.ndarray,
+    device: DeviceProfile,
+    texture_rng: np.random.Generator,
+    options: RenderOptions,
+) -> np.ndarray:
     """All vertebral mineral (g/cm2), each vertebra scaled to its drawn BMD.
 
     Posterior elements of one vertebra project into its neighbours' masks, so
@@ -195,9 +202,7 @@ def _scaled_vertebral_mineral(case, pieces, owner_px, device, texture_rng, optio
     footprints = [owner_px == i for i in range(n)]
     visible = [i for i in range(n) if footprints[i].any()]
     system = np.array([[own_maps[j][footprints[i]].sum() for j in visible] for i in visible])
-    targets = np.array(
-        [case.vertebrae[i].bmd_target_g_cm2 * footprints[i].sum() for i in visible]
-    )
+    targets = np.array([case.vertebrae[i].bmd_target_g_cm2 * footprints[i].sum() for i in visible])
     scales = np.linalg.solve(system, targets)
     vertebral = degenerative
     for scale, i in zip(scales, visible, strict=True):
