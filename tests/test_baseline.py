@@ -1,0 +1,129 @@
+"""The scanner-style comparator: vertebra splitting and baseline segmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dxaspine.baseline import baseline_segmentation, device_k, label_vertebrae
+from dxaspine.metrics import dice
+from dxaspine.scan import Scan
+from dxaspine.simulate.generate import simulate_scan
+
+DEVICES = ("hologic-like", "lunar-like")
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def scans() -> list[Scan]:
+    """Ten simulated scans: patients 0-4 of cohort SEED on both device profiles."""
+    return [simulate_scan(SEED, i, device) for device in DEVICES for i in range(5)]
+
+
+def _synthetic_scan(shape=(120, 60), spacing_mm=(1.0, 1.0), meta=None) -> Scan:
+    rng = np.random.default_rng(0)
+    low = rng.uniform(1.0, 1.1, shape).astype(np.float32)
+    high = (0.7 * low).astype(np.float32)
+    return Scan(low=low, high=high, spacing_mm=spacing_mm, meta=meta or {})
+
+
+# ------------------------------------------------------------ label_vertebrae
+
+
+def test_label_vertebrae_four_blocks_with_gaps():
+    scan = _synthetic_scan()
+    mask = np.zeros(scan.shape, np.uint8)
+    tops = [8, 36, 64, 92]  # 24 mm bodies, 4 mm discs (1 mm pixels)
+    for top in tops:
+        mask[top : top + 24, 15:45] = 1
+    for top in tops[:-1]:
+        mask[top + 24 : top + 28, 28:32] = 1  # spinous process tip over the disc
+    labels = label_vertebrae(mask, scan)
+    assert labels.dtype == np.uint8
+    for k, top in enumerate(tops, start=1):
+        assert (labels[top : top + 24, 15:45] == k).all()
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+    assert ((labels > 0) == (mask > 0)).all()
+
+
+def test_label_vertebrae_follows_a_tilted_axis():
+    scan = _synthetic_scan(shape=(140, 100))
+    rows, cols = np.mgrid[0:140, 0:100]
+    angle = np.deg2rad(12)
+    # Axis through (10, 40) tilted 12 degrees; coordinates along and across it.
+    along = (rows - 10) * np.cos(angle) + (cols - 40) * np.sin(angle)
+    across = -(rows - 10) * np.sin(angle) + (cols - 40) * np.cos(angle)
+    pitch, body = 30.0, 24.0
+    phase = np.mod(along, pitch)
+    inside = (along >= 0) & (along < 4 * pitch - (pitch - body)) & (np.abs(across) < 15)
+    mask = (inside & (phase < body)).astype(np.uint8)
+    truth = np.where(mask > 0, np.floor(along / pitch) + 1, 0).astype(np.uint8)
+    labels = label_vertebrae(mask, scan)
+    for k in range(1, 5):
+        assert dice(labels == k, truth == k) > 0.99
+
+
+def test_label_vertebrae_on_simulated_scans(scans):
+    per_label = np.array(
+        [[dice(label_vertebrae(s.mask, s) == k, s.labels == k) for k in range(1, 5)] for s in scans]
+    )
+    good = (per_label >= 0.95).all(axis=1)
+    assert good.sum() >= 9, per_label.round(3)
+
+
+def test_label_vertebrae_refuses_a_mask_without_gaps():
+    scan = _synthetic_scan()
+    mask = np.zeros(scan.shape, np.uint8)
+    mask[10:110, 15:45] = 1
+    with pytest.raises(ValueError, match="gap"):
+        label_vertebrae(mask, scan)
+    with pytest.raises(ValueError, match="empty"):
+        label_vertebrae(np.zeros(scan.shape, np.uint8), scan)
+
+
+# ------------------------------------------------------ baseline_segmentation
+
+
+def test_baseline_is_a_rough_but_real_segmentation(scans):
+    union, per = [], []
+    chosen = [s for s in scans if int(s.scan_id.rsplit("-", 1)[1]) < 4]  # 8 scans
+    for scan in chosen:
+        labels = baseline_segmentation(scan)
+        assert labels.dtype == np.uint8 and labels.shape == scan.shape
+        assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+        centres = [np.flatnonzero((labels == k).any(axis=1)).mean() for k in range(1, 5)]
+        assert centres == sorted(centres), "labels must run L1..L4 top to bottom"
+        union.append(dice(labels > 0, scan.mask))
+        per.append([dice(labels == k, scan.labels == k) for k in range(1, 5)])
+    union = np.array(union)
+    # Far above chance, yet clearly worse than the reference: a rough comparator.
+    assert union.min() > 0.8, union.round(3)
+    assert union.mean() < 0.97, union.round(3)
+    assert np.array(per).mean() > 0.75, np.array(per).round(3)
+
+
+def test_baseline_is_deterministic(scans):
+    first = baseline_segmentation(scans[0])
+    second = baseline_segmentation(scans[0])
+    assert first.tobytes() == second.tobytes()
+
+
+def test_baseline_refuses_an_image_without_a_spine():
+    rng = np.random.default_rng(3)
+    low = rng.uniform(1.0, 3.0, (180, 140)).astype(np.float32)
+    high = (low / 1.3 + rng.normal(0, 0.01, low.shape)).astype(np.float32)
+    scan = Scan(low=low, high=high, spacing_mm=(1.0, 1.0), meta={"device": "hologic-like"})
+    with pytest.raises(ValueError, match="bone"):
+        baseline_segmentation(scan)
+
+
+def test_baseline_unknown_device_falls_back_to_the_image_k(scans):
+    scan = scans[0]
+    anonymous = Scan(low=scan.low, high=scan.high, spacing_mm=scan.spacing_mm, meta={})
+    labels = baseline_segmentation(anonymous)
+    assert dice(labels > 0, scan.mask) > 0.8
+
+
+def test_device_k_is_a_soft_tissue_ratio():
+    for device in DEVICES:
+        assert 1.0 < device_k(device) < 2.0
