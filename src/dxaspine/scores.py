@@ -1,0 +1,486 @@
+"""Bone mineral scores: calibration surface, areal bone density, soft-tissue
+baseline, BMD per vertebra and L1-L4, T- and Z-scores, WHO category, ISCD flags.
+
+Pipeline (pure functions, numpy only):
+
+1. `fit_calibration` fits bone and soft-tissue areal density (g/cm2) as
+   polynomials of the two log attenuations (low, high) on a step-phantom table
+   (`device_calibration` fits the table shipped for a device profile).
+2. `bone_areal_density` maps every pixel through that surface.
+3. `soft_tissue_baseline` estimates, per pixel, what the bone image reads
+   through soft tissue alone, from nearby non-bone pixels of the same rows
+   (a local linear fit across each row, smoothed along rows). The calibration
+   assumes ICRP soft tissue; a patient's fat fraction and thickness differ,
+   and that offset is the same with and without bone nearby, so
+   `bone - baseline` cancels it.
+4. `score_bmd` sums the corrected image over each vertebra's label pixels:
+   BMC = sum(corrected * pixel area), area = pixels * pixel area,
+   BMD = BMC / area; the L1-L4 total is sum(BMC) / sum(area), never a mean
+   of BMDs.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import binary_dilation, gaussian_filter1d, uniform_filter1d
+
+from dxaspine.labels import VERTEBRAE
+from dxaspine.scan import Scan
+
+DEFAULT_DEGREE = 4
+"""Default polynomial degree of the calibration surface.
+
+On the shipped step-phantom tables a cubic leaves 0.0012 (hologic-like) and
+0.0008 (lunar-like) g/cm2 rms of bone with maxima of 0.013 g/cm2 at the
+table corners; a quartic leaves 0.0003 / 0.00006 rms (max 0.002 / 0.0006).
+"""
+CALIBRATION_COLUMNS = ("low", "high", "bone_g_cm2", "soft_g_cm2")
+"""Columns of a calibration table (same order as the simulator's tables)."""
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _exponents(degree: int) -> list[tuple[int, int]]:
+    """All (i, j) with i + j <= degree, the monomials low^i high^j, in a fixed order."""
+    return [(i, total - i) for total in range(degree + 1) for i in range(total, -1, -1)]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted calibration surface for one device.
+
+    `bone_coefficients` and `soft_coefficients` multiply the monomials
+    u^i v^j listed in `exponents`, where u and v are low and high rescaled to
+    [-1, 1] over the table's ranges: u = (2 low - lo0 - lo1) / (lo1 - lo0), the
+    same for v with `high_range` (this keeps the fit well conditioned).
+    `residual_rms_g_cm2` is the rms bone residual of the fit on its table.
+    """
+
+    device: str
+    degree: int
+    bone_coefficients: np.ndarray
+    soft_coefficients: np.ndarray
+    residual_rms_g_cm2: float
+    low_range: tuple[float, float]
+    high_range: tuple[float, float]
+    soft_residual_rms_g_cm2: float = 0.0
+
+    @property
+    def exponents(self) -> list[tuple[int, int]]:
+        return _exponents(self.degree)
+
+    def _design(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        u = _rescale(np.asarray(low, np.float64), self.low_range)
+        v = _rescale(np.asarray(high, np.float64), self.high_range)
+        return np.stack([u**i * v**j for i, j in self.exponents], axis=-1)
+
+    def bone_g_cm2(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Bone (hydroxyapatite) areal density for log attenuations of any shape."""
+        return self._design(low, high) @ self.bone_coefficients
+
+    def soft_g_cm2(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Soft-tissue (ICRP) areal density for log attenuations of any shape."""
+        return self._design(low, high) @ self.soft_coefficients
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the calibration as JSON (loadable with `Calibration.from_json`)."""
+        data = {
+            "device": self.device,
+            "degree": self.degree,
+            "exponents": [list(e) for e in self.exponents],
+            "bone_coefficients": [float(c) for c in self.bone_coefficients],
+            "soft_coefficients": [float(c) for c in self.soft_coefficients],
+            "residual_rms_g_cm2": self.residual_rms_g_cm2,
+            "soft_residual_rms_g_cm2": self.soft_residual_rms_g_cm2,
+            "low_range": list(self.low_range),
+            "high_range": list(self.high_range),
+            "coordinates": "u = (2 low - lo0 - lo1)/(lo1 - lo0), v likewise; terms u^i v^j",
+        }
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Calibration:
+        """Read a calibration written by `to_json`; ValueError naming the file if malformed."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            degree = int(data["degree"])
+            calibration = cls(
+                device=str(data["device"]),
+                degree=degree,
+                bone_coefficients=np.asarray(data["bone_coefficients"], np.float64),
+                soft_coefficients=np.asarray(data["soft_coefficients"], np.float64),
+                residual_rms_g_cm2=float(data["residual_rms_g_cm2"]),
+                soft_residual_rms_g_cm2=float(data.get("soft_residual_rms_g_cm2", 0.0)),
+                low_range=(float(data["low_range"][0]), float(data["low_range"][1])),
+                high_range=(float(data["high_range"][0]), float(data["high_range"][1])),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ValueError(f"{path}: not a calibration JSON file ({error})") from None
+        n_terms = len(_exponents(degree))
+        if calibration.bone_coefficients.shape != (n_terms,) or (
+            calibration.soft_coefficients.shape != (n_terms,)
+        ):
+            raise ValueError(f"{path}: degree {degree} needs {n_terms} coefficients per surface")
+        return calibration
+
+
+def _rescale(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    lo, hi = value_range
+    return (2.0 * values - lo - hi) / (hi - lo)
+
+
+def fit_calibration(table: np.ndarray, device: str, degree: int = DEFAULT_DEGREE) -> Calibration:
+    """Least-squares fit of bone and soft g/cm2 on all monomials low^i high^j, i + j <= degree.
+
+    `table` is (n, 4) in CALIBRATION_COLUMNS order (low, high, bone_g_cm2,
+    soft_g_cm2). The reported residual is the rms of bone, g/cm2.
+    """
+    table = np.asarray(table, np.float64)
+    if table.ndim != 2 or table.shape[1] != 4:
+        raise ValueError(
+            f"calibration table must be (n, 4) {CALIBRATION_COLUMNS}, got {table.shape}"
+        )
+    n_terms = len(_exponents(degree))
+    if degree < 1 or table.shape[0] < n_terms:
+        raise ValueError(
+            f"degree {degree} needs at least {n_terms} table rows, got {table.shape[0]}"
+        )
+    low, high, bone, soft = table.T
+    low_range = (float(low.min()), float(low.max()))
+    high_range = (float(high.min()), float(high.max()))
+    probe = Calibration(
+        device, degree, np.zeros(n_terms), np.zeros(n_terms), 0.0, low_range, high_range
+    )
+    design = probe._design(low, high)
+    bone_c, *_ = np.linalg.lstsq(design, bone, rcond=None)
+    soft_c, *_ = np.linalg.lstsq(design, soft, rcond=None)
+    return Calibration(
+        device=device,
+        degree=degree,
+        bone_coefficients=bone_c,
+        soft_coefficients=soft_c,
+        residual_rms_g_cm2=float(np.sqrt(np.mean((design @ bone_c - bone) ** 2))),
+        low_range=low_range,
+        high_range=high_range,
+        soft_residual_rms_g_cm2=float(np.sqrt(np.mean((design @ soft_c - soft) ** 2))),
+    )
+
+
+def read_calibration_table(path: str | Path) -> np.ndarray:
+    """Read a calibration CSV with columns low, high, bone_g_cm2, soft_g_cm2 (any order).
+
+    Returns (n, 4) float64 in CALIBRATION_COLUMNS order; ValueError naming the
+    file for a missing column, a non-numeric value or an empty table.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read calibration table ({error.strerror})") from None
+    if not rows:
+        raise ValueError(f"{path}: empty calibration table; expected columns {CALIBRATION_COLUMNS}")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in CALIBRATION_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(
+            f"{path}: calibration table lacks column(s) {', '.join(missing)}; "
+            f"found {header}, need {', '.join(CALIBRATION_COLUMNS)}"
+        )
+    index = [header.index(c) for c in CALIBRATION_COLUMNS]
+    values = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        try:
+            values.append([float(row[i]) for i in index])
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}: line {line} is not numeric in every column: {row}") from None
+    if not values:
+        raise ValueError(f"{path}: calibration table has no data rows")
+    table = np.array(values, dtype=np.float64)
+    if not np.isfinite(table).all():
+        raise ValueError(f"{path}: calibration table holds NaN or infinite values")
+    return table
+
+
+@functools.cache
+def device_calibration(name: str, degree: int = DEFAULT_DEGREE) -> Calibration:
+    """The calibration fitted on the step-phantom table shipped for device profile `name`."""
+    from dxaspine.simulate.devices import get_device
+    from dxaspine.simulate.physics import shipped_calibration
+
+    return fit_calibration(shipped_calibration(get_device(name)), name, degree)
+
+
+# --------------------------------------------------------------------------- bone image
+
+
+def bone_areal_density(scan: Scan, calibration: Calibration) -> np.ndarray:
+    """Per-pixel bone areal density (g/cm2, float64) through the calibration surface.
+
+    Raises ValueError when the scan names a device other than the calibration's.
+    """
+    if scan.device is not None and scan.device != calibration.device:
+        raise ValueError(
+            f"scan is from device '{scan.device}' but the calibration is for "
+            f"'{calibration.device}'; use device_calibration('{scan.device}')"
+        )
+    return calibration.bone_g_cm2(scan.low, scan.high)
+
+
+def soft_tissue_baseline(
+    bone_image: np.ndarray,
+    bone_mask: np.ndarray,
+    spacing_mm: tuple[float, float],
+    window_mm: float = 40.0,
+    dilate_mm: float = 3.0,
+    row_smoothing_mm: float = 4.0,
+) -> np.ndarray:
+    """Per-pixel reading of the bone image through soft tissue alone (g/cm2).
+
+    Pixels of `bone_mask` dilated by `dilate_mm` are excluded (the blurred
+    edge of bone is not soft tissue). For each pixel, a straight line a + b x
+    is fitted across its row to the remaining pixels within +-`window_mm`
+    laterally, so a lateral gradient of thickness or fat fraction is
+    interpolated, not averaged; the fit's sums are smoothed along rows with a
+    Gaussian of sd `row_smoothing_mm`, which also bridges rows that are all
+    bone. Where a window holds pixels on one side only, the level (mean) is
+    used instead of the line. Pixels with no soft tissue in reach get the
+    median of all soft-tissue pixels (0 if there are none).
+    """
+    image = np.asarray(bone_image, np.float64)
+    mask = np.asarray(bone_mask, bool)
+    row_mm, col_mm = float(spacing_mm[0]), float(spacing_mm[1])
+    radius = (max(round(dilate_mm / row_mm), 0), max(round(dilate_mm / col_mm), 0))
+    if mask.any() and max(radius) > 0:
+        yy, xx = np.ogrid[-radius[0] : radius[0] + 1, -radius[1] : radius[1] + 1]
+        disk = (yy * row_mm) ** 2 + (xx * col_mm) ** 2 <= dilate_mm**2 + 1e-9
+        mask = binary_dilation(mask, structure=disk)
+    weight = (~mask).astype(np.float64)
+    if weight.sum() == 0:
+        return np.zeros_like(image)
+    # Lateral coordinate in units of the window, centred per pixel by moments.
+    width = 2 * max(round(window_mm / col_mm), 1) + 1
+    x = np.broadcast_to(
+        np.arange(image.shape[1], dtype=np.float64) * col_mm / window_mm, image.shape
+    )
+    values = np.where(mask, 0.0, image)
+    moments = [weight, weight * x, weight * x * x, values, values * x]
+    sigma_rows = row_smoothing_mm / row_mm
+    smoothed = []
+    for m in moments:
+        m = uniform_filter1d(m, width, axis=1, mode="constant") * width
+        if sigma_rows > 0:
+            m = gaussian_filter1d(m, sigma_rows, axis=0, mode="nearest")
+        smoothed.append(m)
+    s0, s1, s2, t0, t1 = smoothed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x = s1 / s0
+        mean_y = t0 / s0
+        var_x = s2 / s0 - mean_x**2
+        slope = (t1 / s0 - mean_x * mean_y) / var_x
+        line = mean_y + slope * (x - mean_x)
+    # A line needs spread in x: at least a tenth of the window's own variance.
+    uniform_var = 1.0 / 3.0
+    ok_line = (s0 > 2) & (var_x > 0.1 * uniform_var)
+    baseline = np.where(ok_line, line, mean_y)
+    fallback = float(np.median(image[~mask]))
+    baseline = np.where(s0 > 1e-6, baseline, fallback)
+    return np.where(np.isfinite(baseline), baseline, fallback)
+
+
+def other_bone_mask(
+    bone_image: np.ndarray,
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    threshold_g_cm2: float = 0.15,
+    smoothing_mm: float = 1.5,
+) -> np.ndarray:
+    """Pixels outside `labels` that look like bone (ribs, iliac crest, unlabelled vertebrae).
+
+    Point typing: a pixel is bone when the image, smoothed with a Gaussian of
+    sd `smoothing_mm` (to lift it above photon noise), exceeds its row's median
+    non-label value by `threshold_g_cm2`.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    sigma = [smoothing_mm / s for s in spacing_mm]
+    smooth = gaussian_filter(np.asarray(bone_image, np.float64), sigma, mode="nearest")
+    outside = np.asarray(labels) == 0
+    masked = np.where(outside, smooth, np.nan)
+    with np.errstate(all="ignore"):
+        level = np.nanmedian(masked, axis=1, keepdims=True) if outside.any() else 0.0
+    level = np.where(np.isfinite(level), level, float(np.nanmedian(masked)))
+    return outside & (smooth > level + threshold_g_cm2)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@dataclass(frozen=True)
+class BMDReference:
+    """Young-adult reference for T-scores: mean and SD of BMD, g/cm2."""
+
+    name: str
+    mean_g_cm2: float
+    sd_g_cm2: float
+
+
+NHANES_WOMEN_DEFAULT = BMDReference("NHANES 2005-2008 women 20-29, L1-L4 (Hologic)", 1.064, 0.106)
+"""The default T-score reference. Per-vertebra references are not in our
+sources: per-vertebra T-scores use this L1-L4 reference and are approximate."""
+
+
+@dataclass(frozen=True)
+class VertebraScore:
+    """Scores of one vertebra (or of the L1-L4 total, name 'L1-L4').
+
+    `bmd_g_cm2`, `t_score` are nan for an empty label; `z_score` is None
+    without age and sex.
+    """
+
+    name: str
+    area_cm2: float
+    bmc_g: float
+    bmd_g_cm2: float
+    t_score: float
+    z_score: float | None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """BMD results of one scan.
+
+    `total` is sum(BMC) / sum(area) over the vertebrae present. `who_category`
+    is from the total T-score. `iscd_flags` names vertebrae whose T-score
+    differs by more than 1.0 from a neighbour (ISCD exclusion candidates).
+    `t_score_approximate` is True when per-vertebra T-scores use the L1-L4
+    reference (always, with the default reference).
+    """
+
+    vertebrae: list[VertebraScore]
+    total: VertebraScore
+    who_category: str
+    iscd_flags: list[str] = field(default_factory=list)
+    reference: BMDReference = NHANES_WOMEN_DEFAULT
+    t_score_approximate: bool = True
+
+
+def t_score(bmd_g_cm2: float, reference: BMDReference = NHANES_WOMEN_DEFAULT) -> float:
+    """(BMD - young-adult mean) / young-adult SD."""
+    return (bmd_g_cm2 - reference.mean_g_cm2) / reference.sd_g_cm2
+
+
+def z_score(bmd_g_cm2: float, age_years: float | None, sex: str | None) -> float | None:
+    """(BMD - age- and sex-matched mean) / SD from the NHANES table; None without age or sex.
+
+    `sex` is 'F' or 'M'. The table is the simulator's (simulate/case.py).
+    """
+    if age_years is None or sex is None:
+        return None
+    if sex not in ("F", "M"):
+        raise ValueError(f"sex must be 'F' or 'M', got {sex!r}")
+    from dxaspine.simulate.case import nhanes_bmd
+
+    mean, sd = nhanes_bmd(float(age_years), sex)
+    return (bmd_g_cm2 - mean) / sd
+
+
+def who_category(t: float) -> str:
+    """WHO class of a T-score: 'normal' (T >= -1), 'osteopenia' (-2.5 < T < -1),
+    'osteoporosis' (T <= -2.5); 'unknown' for nan."""
+    if not np.isfinite(t):
+        return "unknown"
+    if t >= -1.0:
+        return "normal"
+    if t > -2.5:
+        return "osteopenia"
+    return "osteoporosis"
+
+
+def iscd_flags(vertebrae: list[VertebraScore], max_difference: float = 1.0) -> list[str]:
+    """Names of vertebrae whose T-score differs by more than `max_difference` from a neighbour.
+
+    Neighbours are consecutive entries of `vertebrae` (ordered cranial to
+    caudal); both members of a discordant pair are flagged.
+    """
+    flagged: list[str] = []
+    for a, b in itertools.pairwise(vertebrae):
+        if abs(a.t_score - b.t_score) > max_difference:
+            for v in (a, b):
+                if v.name not in flagged:
+                    flagged.append(v.name)
+    return [v.name for v in vertebrae if v.name in flagged]
+
+
+def score_bmd(
+    scan: Scan,
+    labels: np.ndarray,
+    calibration: Calibration,
+    reference: BMDReference = NHANES_WOMEN_DEFAULT,
+    age_years: float | None = None,
+    sex: str | None = None,
+    window_mm: float = 40.0,
+) -> Scores:
+    """BMC, area, BMD, T- and Z-scores per labelled vertebra and for their total.
+
+    `labels` is a (rows, cols) integer image, 0 background and 1..4 = L1..L4
+    (`dxaspine.labels.VERTEBRAE`). Bone for the baseline is the labels plus
+    `other_bone_mask` (ribs, crests). Vertebrae with no pixels are left out.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != scan.shape:
+        raise ValueError(f"labels shape {labels.shape} does not match the scan {scan.shape}")
+    bone = bone_areal_density(scan, calibration)
+    mask = (labels > 0) | other_bone_mask(bone, labels, scan.spacing_mm)
+    corrected = bone - soft_tissue_baseline(bone, mask, scan.spacing_mm, window_mm=window_mm)
+    pixel_area_cm2 = scan.pixel_area_cm2
+    vertebrae = []
+    for label_id, name in VERTEBRAE.items():
+        inside = labels == label_id
+        n = int(inside.sum())
+        if n == 0:
+            continue
+        area = n * pixel_area_cm2
+        bmc = float(corrected[inside].sum() * pixel_area_cm2)
+        vertebrae.append(_score(name, area, bmc, reference, age_years, sex))
+    total_area = sum(v.area_cm2 for v in vertebrae)
+    total_bmc = sum(v.bmc_g for v in vertebrae)
+    names = [v.name for v in vertebrae]
+    total_name = f"{names[0]}-{names[-1]}" if len(names) > 1 else (names[0] if names else "none")
+    total = _score(total_name, total_area, total_bmc, reference, age_years, sex)
+    return Scores(
+        vertebrae=vertebrae,
+        total=total,
+        who_category=who_category(total.t_score),
+        iscd_flags=iscd_flags(vertebrae),
+        reference=reference,
+    )
+
+
+def _score(
+    name: str,
+    area_cm2: float,
+    bmc_g: float,
+    reference: BMDReference,
+    age_years: float | None,
+    sex: str | None,
+) -> VertebraScore:
+    bmd = bmc_g / area_cm2 if area_cm2 > 0 else float("nan")
+    return VertebraScore(
+        name=name,
+        area_cm2=float(area_cm2),
+        bmc_g=float(bmc_g),
+        bmd_g_cm2=float(bmd),
+        t_score=float(t_score(bmd, reference)),
+        z_score=z_score(bmd, age_years, sex),
+    )

@@ -1,0 +1,213 @@
+"""Tests of dxaspine.scores: calibration, baseline, BMD accuracy, T/Z/WHO/ISCD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dxaspine import scores as S
+from dxaspine.scan import Scan
+from dxaspine.simulate.devices import DEVICES
+from dxaspine.simulate.generate import RenderOptions, simulate_scan
+from dxaspine.simulate.physics import acquire, shipped_calibration
+
+TRUE_BMD = (0.5, 1.0, 1.5)
+
+
+def esp_like_phantom(device) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Three 40 x 30 mm hydroxyapatite blocks (0.5, 1.0, 1.5 g/cm2) stacked like vertebrae,
+    under 15-25 g/cm2 muscle + adipose whose thickness and fat fraction (0.1-0.5) vary
+    across the image. Returns (areal densities, labels 1..3 = the blocks)."""
+    rows, cols = device.shape
+    height, width = device.field_of_view_mm
+    y = (np.arange(rows) + 0.5) * device.spacing_mm[0]
+    x = (np.arange(cols) + 0.5) * device.spacing_mm[1]
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    soft = 15.0 + 10.0 * (0.6 * xx / width + 0.4 * yy / height)
+    fat = 0.1 + 0.4 * (0.5 * (1 - xx / width) + 0.5 * yy / height)
+    mineral = np.zeros((rows, cols))
+    labels = np.zeros((rows, cols), np.uint8)
+    for k, (bmd, centre) in enumerate(zip(TRUE_BMD, (0.27, 0.5, 0.73), strict=True)):
+        r0 = int((centre * height - 15) / device.spacing_mm[0])
+        r1 = int((centre * height + 15) / device.spacing_mm[0])
+        c0 = int((width / 2 - 20) / device.spacing_mm[1])
+        c1 = int((width / 2 + 20) / device.spacing_mm[1])
+        mineral[r0:r1, c0:c1] = bmd
+        labels[r0:r1, c0:c1] = k + 1
+    return {"hydroxyapatite": mineral, "muscle": soft * (1 - fat), "adipose": soft * fat}, labels
+
+
+def phantom_errors(name: str, rng, blur: bool) -> np.ndarray:
+    device = DEVICES[name]
+    areal, labels = esp_like_phantom(device)
+    low, high = acquire(areal, device, rng, blur=blur)
+    scan = Scan(low=low, high=high, spacing_mm=device.spacing_mm, meta={"device": name})
+    result = S.score_bmd(scan, labels, S.device_calibration(name))
+    measured = np.array([v.bmd_g_cm2 for v in result.vertebrae])
+    return measured / np.array(TRUE_BMD) - 1
+
+
+@pytest.mark.parametrize("name", list(DEVICES))
+def test_calibration_residual(name):
+    table = shipped_calibration(DEVICES[name])
+    cubic = S.fit_calibration(table, name, degree=3)
+    default = S.device_calibration(name)
+    assert cubic.residual_rms_g_cm2 < 0.0015
+    assert default.degree == S.DEFAULT_DEGREE
+    assert default.residual_rms_g_cm2 < 0.0005
+    bone = default.bone_g_cm2(table[:, 0], table[:, 1])
+    assert np.abs(bone - table[:, 2]).max() < 0.005
+
+
+@pytest.mark.parametrize("name", list(DEVICES))
+def test_phantom_noise_free_within_1_percent(name):
+    errors = phantom_errors(name, None, blur=False)
+    print(name, "noise-free errors %", np.round(errors * 100, 3))
+    assert np.abs(errors).max() < 0.01
+
+
+@pytest.mark.parametrize("name", list(DEVICES))
+def test_phantom_noisy_without_blur_within_2_percent(name):
+    errors = phantom_errors(name, np.random.default_rng(0), blur=False)
+    assert np.abs(errors).max() < 0.02
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hologic-like",
+        pytest.param(
+            "lunar-like",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known miss: the 1.8 x 1.6 mm PSF spreads bone out of the block "
+                "labels (-4 to -6.5 % noise-free with blur); no edge correction yet",
+            ),
+        ),
+    ],
+)
+def test_phantom_noisy_with_blur_within_2_percent(name):
+    errors = phantom_errors(name, np.random.default_rng(0), blur=True)
+    print(name, "noisy+blur errors %", np.round(errors * 100, 3))
+    assert np.abs(errors).max() < 0.02
+
+
+def test_baseline_cancels_linear_gradient():
+    rows, cols = 64, 120
+    x = np.arange(cols, dtype=float)
+    image = np.tile(0.05 + 0.002 * x, (rows, 1))
+    mask = np.zeros((rows, cols), bool)
+    mask[20:40, 50:70] = True
+    baseline = S.soft_tissue_baseline(image + 0.8 * mask, mask, (1.0, 1.0), window_mm=40)
+    np.testing.assert_allclose(baseline[mask], image[mask], atol=1e-9)
+
+
+def test_t_score_who_and_iscd_hand_values():
+    ref = S.BMDReference("test", 1.0, 0.1)
+    assert S.t_score(0.85, ref) == pytest.approx(-1.5)
+    assert S.who_category(-1.0) == "normal"
+    assert S.who_category(-1.01) == "osteopenia"
+    assert S.who_category(-2.49) == "osteopenia"
+    assert S.who_category(-2.5) == "osteoporosis"
+    assert S.who_category(float("nan")) == "unknown"
+    default = S.NHANES_WOMEN_DEFAULT
+    assert S.t_score(0.852, default) == pytest.approx((0.852 - 1.064) / 0.106)
+    assert S.z_score(1.0, None, "F") is None
+    assert S.z_score(1.064, 25, "F") == pytest.approx(0.0)
+    assert S.z_score(0.993 - 0.141, 55, "F") == pytest.approx(-1.0)
+
+    def v(name, t):
+        return S.VertebraScore(name, 15.0, 15.0, 1.0, t, None)
+
+    assert S.iscd_flags([v("L1", -1.0), v("L2", -1.5), v("L3", -2.6), v("L4", -2.0)]) == [
+        "L2",
+        "L3",
+    ]
+    assert S.iscd_flags([v("L1", -1.0), v("L2", -2.0)]) == []
+
+
+def test_total_is_sum_bmc_over_sum_area():
+    rows, cols = 64, 64
+    scan = Scan(
+        low=np.zeros((rows, cols), np.float32),
+        high=np.zeros((rows, cols), np.float32),
+        spacing_mm=(1.0, 2.0),
+        meta={"device": "test"},
+    )
+    labels = np.zeros((rows, cols), np.uint8)
+    labels[10:20, 20:30] = 1  # 100 px
+    labels[30:50, 20:30] = 2  # 200 px
+    table = np.array(
+        [[lo, hi, lo, 0.0] for lo in np.linspace(0, 1, 5) for hi in np.linspace(0, 1, 5)]
+    )
+    calibration = S.fit_calibration(table, "test", degree=1)  # bone = low exactly
+    scan.low[labels == 1] = 1.0
+    scan.low[labels == 2] = 0.4
+    result = S.score_bmd(scan, labels, calibration, S.BMDReference("r", 1.0, 0.1))
+    l1, l2 = result.vertebrae
+    assert l1.area_cm2 == pytest.approx(100 * 0.02)
+    assert l1.bmd_g_cm2 == pytest.approx(1.0)
+    assert l2.bmd_g_cm2 == pytest.approx(0.4)
+    assert result.total.bmd_g_cm2 == pytest.approx((2.0 * 1.0 + 4.0 * 0.4) / 6.0)
+    assert result.total.bmd_g_cm2 != pytest.approx(0.7)
+    assert result.iscd_flags == ["L1", "L2"]
+    assert result.who_category == "osteoporosis"  # T = (0.6 - 1.0) / 0.1 = -4
+
+
+def test_calibration_json_round_trip(tmp_path):
+    calibration = S.device_calibration("lunar-like")
+    path = tmp_path / "cal.json"
+    calibration.to_json(path)
+    back = S.Calibration.from_json(path)
+    assert back.device == calibration.device and back.degree == calibration.degree
+    np.testing.assert_array_equal(back.bone_coefficients, calibration.bone_coefficients)
+    low, high = np.array([1.0, 2.0]), np.array([0.5, 1.0])
+    np.testing.assert_array_equal(back.bone_g_cm2(low, high), calibration.bone_g_cm2(low, high))
+
+
+def test_read_calibration_table(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("high,low,bone_g_cm2,soft_g_cm2\n0.5,1.0,0.1,10\n", encoding="utf-8")
+    np.testing.assert_array_equal(S.read_calibration_table(good), [[1.0, 0.5, 0.1, 10.0]])
+    missing = tmp_path / "missing.csv"
+    missing.write_text("low,high,bone_g_cm2\n1,2,3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"missing\.csv.*soft_g_cm2"):
+        S.read_calibration_table(missing)
+    text = tmp_path / "text.csv"
+    text.write_text("low,high,bone_g_cm2,soft_g_cm2\n1,x,3,4\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"text\.csv"):
+        S.read_calibration_table(text)
+
+
+def test_device_mismatch_is_refused():
+    scan = simulate_scan(7, 1, "hologic-like")
+    with pytest.raises(ValueError, match="lunar-like"):
+        S.bone_areal_density(scan, S.device_calibration("lunar-like"))
+
+
+# Seed 7 scans without aortic calcification, clips or implants (ribs are always present).
+CLEAN_SCANS = (0, 1, 3, 9)
+
+
+def simulated_errors(name: str) -> list[float]:
+    errors = []
+    for index in CLEAN_SCANS:
+        scan = simulate_scan(7, index, name, options=RenderOptions(truth_maps=True))
+        result = S.score_bmd(scan, scan.labels, S.device_calibration(name))
+        truth = scan.meta["truth"]["vertebrae"]
+        errors += [v.bmd_g_cm2 / truth[v.name]["bmd_g_cm2"] - 1 for v in result.vertebrae]
+    return errors
+
+
+def test_simulated_scans_hologic_within_6_percent():
+    errors = simulated_errors("hologic-like")
+    print("hologic-like simulated BMD errors %", np.round(np.array(errors) * 100, 2))
+    assert np.abs(errors).max() < 0.06
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss: lunar-like reads 7-15 % low; cause not diagnosed (PSF edge loss suspected)",
+)
+def test_simulated_scans_lunar_within_6_percent():
+    assert np.abs(simulated_errors("lunar-like")).max() < 0.06
