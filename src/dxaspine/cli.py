@@ -69,6 +69,83 @@ def simulate(
     typer.echo(summary)
 
 
+@app.command()
+def calibrate(
+    table: Annotated[
+        Path, typer.Argument(help="Step-phantom CSV: low, high, bone_g_cm2, soft_g_cm2.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Calibration JSON to write.")],
+    device: Annotated[str, typer.Option(help="Device name stored in the calibration.")] = "custom",
+    degree: Annotated[
+        int, typer.Option(min=1, max=6, help="Polynomial degree of the surface.")
+    ] = 4,
+) -> None:
+    """Fit a device calibration surface (BMD from low and high) to a step-phantom table."""
+    from dxaspine.scores import fit_calibration, read_calibration_table
+
+    if out.resolve() == table.resolve():
+        raise fail(f"{out}: refusing to overwrite the input table")
+    try:
+        steps = read_calibration_table(table)
+        calibration = fit_calibration(steps, device, degree)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    calibration.to_json(temporary)
+    temporary.replace(out)
+    residual = calibration.residual_rms_g_cm2
+    typer.echo(f"wrote {out}: degree {degree}, {len(steps)} steps, residual {residual:.5f} g/cm2")
+
+
+@app.command()
+def score(
+    scan_path: Annotated[Path, typer.Argument(metavar="SCAN", help="A dual-energy scan file.")],
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="Labels or mask (NPZ, PNG, TIFF); default: the scan's own."),
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration JSON; default: the scan's device profile.")
+    ] = None,
+    age: Annotated[float | None, typer.Option(help="Age in years, for the Z-score.")] = None,
+    sex: Annotated[str | None, typer.Option(help="F or M, for the Z-score.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """BMD, T- and Z-scores, TBS per vertebra L1-L4 and in total, for one scan and mask."""
+    import json
+
+    from dxaspine.io import read_labels, read_scan
+    from dxaspine.report import scores_table, scores_to_dict
+    from dxaspine.scan import ScanError
+    from dxaspine.scores import Calibration, device_calibration
+
+    try:
+        scan = read_scan(scan_path)
+        labels = read_labels(mask, scan.shape) if mask else scan.labels
+        if labels is None and scan.mask is not None:
+            labels = scan.mask
+        if labels is None:
+            raise ScanError(str(scan_path), "carries no mask or labels; pass --mask")
+        if calibration is not None:
+            cal = Calibration.from_json(calibration)
+        elif scan.device:
+            cal = device_calibration(scan.device)
+        else:
+            raise ScanError(str(scan_path), "has no device profile; pass --calibration")
+        if sex is not None and sex not in ("F", "M"):
+            raise ScanError("", f"--sex must be F or M, got {sex!r}")
+        result = scores_to_dict(scan, labels, cal, age, sex)
+    except (ScanError, ValueError, KeyError, OSError) as exc:
+        raise fail(str(exc).strip("'\"")) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(scores_table(result))
+
+
 def main() -> None:
     app()
 

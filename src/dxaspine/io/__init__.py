@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from dxaspine.io._common import one_line
 from dxaspine.io.npz import is_npz, read_npz, write_npz
 from dxaspine.scan import Scan, ScanError
@@ -21,7 +23,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 }
 """Writable format name -> file suffixes that select it."""
 
-__all__ = ["FORMATS", "read_scan", "write_scan"]
+__all__ = ["FORMATS", "read_labels", "read_scan", "write_scan"]
 
 
 def read_scan(path: Path | str) -> Scan:
@@ -92,3 +94,40 @@ def write_scan(scan: Scan, path: Path | str, format: str | None = None) -> list[
         suffix = suffix if suffix in FORMATS[format] else FORMATS[format][0]
         return png.write_png_pair(scan, path, suffix=suffix)
     raise ValueError(f"unknown format '{format}'; choose one of: {', '.join(FORMATS)}")
+
+
+def read_labels(path: Path | str, shape: tuple[int, int]) -> np.ndarray:
+    """A reference mask or label image for a scan of `shape`, as uint8.
+
+    Accepts an NPZ (its `labels` key, else its `mask` key: a scan NPZ works)
+    or an 8/16-bit PNG or TIFF. Values must be 0..4 (0 background, 1..4 =
+    L1..L4); a 0/1 image is a binary mask. Raises ScanError naming the file.
+    """
+    from dxaspine.io import png
+
+    path = Path(path)
+    if not path.is_file():
+        raise ScanError(str(path), "no such file")
+    if is_npz(path):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys = [k for k in ("labels", "mask") if k in data.files]
+                if not keys:
+                    raise ScanError(str(path), "NPZ has neither a 'labels' nor a 'mask' key")
+                labels = np.asarray(data[keys[0]])
+        except ScanError:
+            raise
+        except Exception as exc:
+            raise ScanError(str(path), f"cannot read NPZ: {one_line(exc)}") from None
+    elif path.suffix.lower() in (".png", ".tif", ".tiff"):
+        labels = png._read_image(path)
+    else:
+        raise ScanError(str(path), "a mask must be an NPZ (labels or mask key), PNG or TIFF")
+    if labels.shape != tuple(shape):
+        raise ScanError(str(path), f"mask shape {labels.shape} does not match the scan {shape}")
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise ScanError(str(path), f"mask must be an integer image, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() > 4):
+        found = f"{labels.min()}..{labels.max()}"
+        raise ScanError(str(path), f"mask values must lie in 0..4, got {found}")
+    return labels.astype(np.uint8)

@@ -1,0 +1,106 @@
+"""Per-scan score reports: one dictionary (for JSON) and one rich table.
+
+`scores_to_dict` is the Python API behind `dxaspine score`: BMD from the
+calibrated bone image and TBS from the same image, per vertebra and in total.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from dxaspine import __version__
+from dxaspine.scan import Scan
+from dxaspine.scores import Calibration, bone_areal_density, score_bmd
+from dxaspine.tbs import TBSConfig, tbs
+
+
+def _number(value: float | None, digits: int) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def scores_to_dict(
+    scan: Scan,
+    labels: np.ndarray,
+    calibration: Calibration,
+    age_years: float | None = None,
+    sex: str | None = None,
+) -> dict[str, Any]:
+    """Score one scan with one vertebra map (or binary mask, split into L1..L4 first)."""
+    from dxaspine.baseline import label_vertebrae
+
+    labels = np.asarray(labels, dtype=np.uint8)
+    split = bool(labels.max() <= 1)
+    if split:
+        labels = label_vertebrae(labels, scan)
+    result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex)
+    tbs_config = TBSConfig()
+    texture = tbs(bone_areal_density(scan, calibration), labels, scan.spacing_mm, tbs_config)
+    rows = []
+    for vertebra in [*result.vertebrae, result.total]:
+        is_total = vertebra is result.total
+        rows.append(
+            {
+                "name": vertebra.name,
+                "area_cm2": _number(vertebra.area_cm2, 3),
+                "bmc_g": _number(vertebra.bmc_g, 3),
+                "bmd_g_cm2": _number(vertebra.bmd_g_cm2, 4),
+                "t_score": _number(vertebra.t_score, 2),
+                "z_score": _number(vertebra.z_score, 2),
+                "tbs": _number(texture["total" if is_total else vertebra.name], 4),
+                "flags": []
+                if is_total
+                else (["ISCD"] if vertebra.name in result.iscd_flags else []),
+            }
+        )
+    return {
+        "scan_id": scan.scan_id,
+        "device": scan.device,
+        "calibration_device": calibration.device,
+        "labels_from_binary_mask": split,
+        "vertebrae": rows[:-1],
+        "total": rows[-1],
+        "who_category": result.who_category,
+        "reference": {
+            "name": result.reference.name,
+            "mean_g_cm2": result.reference.mean_g_cm2,
+            "sd_g_cm2": result.reference.sd_g_cm2,
+        },
+        "t_score_per_vertebra_approximate": result.t_score_approximate,
+        "tbs_note": "open variogram TBS (lags_mm "
+        f"{list(tbs_config.lags_mm)}), not the commercial calibrated TBS; "
+        "clinical cut-offs do not apply",
+        "dxaspine_version": __version__,
+    }
+
+
+def scores_table(report: dict[str, Any]) -> Table:
+    """A rich table of a `scores_to_dict` report, one row per vertebra and the total."""
+    title = f"{report['scan_id'] or 'scan'} ({report['device'] or 'unknown device'})"
+    table = Table(title=title)
+    for column in ("vertebra", "area cm2", "BMC g", "BMD g/cm2", "T", "Z", "TBS*", "flags"):
+        table.add_column(column, justify="left" if column in ("vertebra", "flags") else "right")
+
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for row in [*report["vertebrae"], report["total"]]:
+        table.add_row(
+            row["name"],
+            cell(row["area_cm2"], ".2f"),
+            cell(row["bmc_g"], ".2f"),
+            cell(row["bmd_g_cm2"], ".3f"),
+            cell(row["t_score"], ".1f"),
+            cell(row["z_score"], ".1f"),
+            cell(row["tbs"], ".3f"),
+            ", ".join(row["flags"]),
+        )
+    table.caption = (
+        f"WHO category (L1-L4 T-score): {report['who_category']}.  *{report['tbs_note']}"
+    )
+    return table

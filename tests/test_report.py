@@ -1,0 +1,115 @@
+"""The `score` and `calibrate` commands and the per-scan report behind them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from dxaspine.cli import app
+from dxaspine.io import write_scan
+from dxaspine.report import scores_to_dict
+from dxaspine.scores import device_calibration
+from dxaspine.simulate.generate import simulate_scan
+from dxaspine.simulate.physics import shipped_calibration_path
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return simulate_scan(5, 0, "hologic-like")
+
+
+@pytest.fixture()
+def scan_file(scan, tmp_path: Path) -> Path:
+    return write_scan(scan, tmp_path / "scan.npz")[0]
+
+
+def test_report_total_is_sum_bmc_over_sum_area(scan):
+    report = scores_to_dict(scan, scan.labels, device_calibration("hologic-like"))
+    names = [row["name"] for row in report["vertebrae"]]
+    assert names == ["L1", "L2", "L3", "L4"]
+    bmc = sum(row["bmc_g"] for row in report["vertebrae"])
+    area = sum(row["area_cm2"] for row in report["vertebrae"])
+    assert report["total"]["bmd_g_cm2"] == pytest.approx(bmc / area, abs=2e-4)
+    truth = scan.meta["truth"]["vertebrae"]
+    for row in report["vertebrae"]:
+        assert row["area_cm2"] == pytest.approx(truth[row["name"]]["area_cm2"], abs=1e-3)
+        assert row["bmd_g_cm2"] == pytest.approx(truth[row["name"]]["bmd_g_cm2"], rel=0.08)
+        assert row["tbs"] is not None
+
+
+def test_score_cli_prints_table_and_json(scan_file: Path):
+    table = runner.invoke(app, ["score", str(scan_file)])
+    assert table.exit_code == 0, table.output
+    for text in ("L1", "L4", "L1-L4", "BMD g/cm2", "WHO category"):
+        assert text in table.output
+    result = runner.invoke(app, ["score", str(scan_file), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert report["labels_from_binary_mask"] is False
+    assert report["who_category"] in ("normal", "osteopenia", "osteoporosis")
+
+
+def test_score_with_binary_png_mask_splits_vertebrae(scan, scan_file: Path, tmp_path: Path):
+    mask_path = tmp_path / "mask.png"
+    Image.fromarray(scan.mask).save(mask_path)
+    result = runner.invoke(app, ["score", str(scan_file), "--mask", str(mask_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["labels_from_binary_mask"] is True
+    assert [row["name"] for row in report["vertebrae"]] == ["L1", "L2", "L3", "L4"]
+
+
+def test_score_rejects_bad_input_with_one_line(scan_file: Path, tmp_path: Path):
+    wrong = tmp_path / "wrong.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(wrong)
+    result = runner.invoke(app, ["score", str(scan_file), "--mask", str(wrong)])
+    assert result.exit_code == 2
+    assert "does not match" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["score", str(tmp_path / "missing.npz")])
+    assert result.exit_code == 2 and "missing.npz" in result.output
+
+
+def test_score_without_device_needs_calibration(scan, tmp_path: Path):
+    import dataclasses
+
+    bare = dataclasses.replace(scan, meta={"scan_id": "bare"})
+    path = write_scan(bare, tmp_path / "bare.npz")[0]
+    result = runner.invoke(app, ["score", str(path)])
+    assert result.exit_code == 2 and "--calibration" in result.output
+    calibration = tmp_path / "cal.json"
+    device_calibration("hologic-like").to_json(calibration)
+    result = runner.invoke(app, ["score", str(path), "--calibration", str(calibration)])
+    assert result.exit_code == 0, result.output
+
+
+def test_calibrate_fits_shipped_table(tmp_path: Path):
+    table = tmp_path / "steps.csv"
+    table.write_text(_shipped_text("lunar-like"))
+    out = tmp_path / "device.json"
+    result = runner.invoke(app, ["calibrate", str(table), "--out", str(out), "--device", "x"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["device"] == "x"
+    assert saved["residual_rms_g_cm2"] < 0.002
+
+
+def test_calibrate_bad_table_writes_nothing(tmp_path: Path):
+    table = tmp_path / "bad.csv"
+    table.write_text("low,high\n1,2\n")
+    out = tmp_path / "device.json"
+    result = runner.invoke(app, ["calibrate", str(table), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "bad.csv" in result.output and not out.exists()
+
+
+def _shipped_text(device: str) -> str:
+    from dxaspine.simulate.devices import get_device
+
+    return shipped_calibration_path(get_device(device)).read_text(encoding="utf-8")
