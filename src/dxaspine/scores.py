@@ -33,6 +33,7 @@ from scipy.ndimage import binary_dilation, gaussian_filter1d, uniform_filter1d
 
 from dxaspine.labels import VERTEBRAE
 from dxaspine.scan import Scan
+from dxaspine.simulate.physics import CALIBRATION_COLUMNS
 
 DEFAULT_DEGREE = 4
 """Default polynomial degree of the calibration surface.
@@ -41,8 +42,6 @@ On the shipped step-phantom tables a cubic leaves 0.0012 (hologic-like) and
 0.0008 (lunar-like) g/cm2 rms of bone with maxima of 0.013 g/cm2 at the
 table corners; a quartic leaves 0.0003 / 0.00006 rms (max 0.002 / 0.0006).
 """
-CALIBRATION_COLUMNS = ("low", "high", "bone_g_cm2", "soft_g_cm2")
-"""Columns of a calibration table (same order as the simulator's tables)."""
 
 
 # --------------------------------------------------------------------------- calibration

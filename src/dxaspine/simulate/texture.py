@@ -5,8 +5,8 @@ spectrum falls as |k|^-(2H+2), the spectrum of fractional Brownian motion
 with Hurst exponent H: its variogram grows as h^(2H), so H sets the
 small-lag variogram slope that TBS measures (higher H: smoother, better
 connected texture, higher TBS). Spectral synthesis on a padded grid is
-approximate for fBm, which is fine for texture; exact fields for testing
-TBS belong to the scores tests.
+approximate for fBm, which is fine for texture; `exact_fbm_field` (Stein's
+circulant embedding) gives exact fields for testing TBS.
 """
 
 from __future__ import annotations
