@@ -38,9 +38,10 @@ def scores_to_dict(
     split = bool(labels.max() <= 1)
     if split:
         labels = label_vertebrae(labels, scan)
-    result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex)
+    bone = bone_areal_density(scan, calibration)
+    result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex, bone_g_cm2=bone)
     tbs_config = TBSConfig()
-    texture = tbs(bone_areal_density(scan, calibration), labels, scan.spacing_mm, tbs_config)
+    texture = tbs(bone, labels, scan.spacing_mm, tbs_config)
     rows = []
     for vertebra in [*result.vertebrae, result.total]:
         is_total = vertebra is result.total

@@ -429,8 +429,11 @@ def score_bmd(
     age_years: float | None = None,
     sex: str | None = None,
     window_mm: float = 40.0,
+    bone_g_cm2: np.ndarray | None = None,
 ) -> Scores:
     """BMC, area, BMD, T- and Z-scores per labelled vertebra and for their total.
+
+    `bone_g_cm2` is the scan's `bone_areal_density` when the caller already has it.
 
     `labels` is a (rows, cols) integer image, 0 background and 1..4 = L1..L4
     (`dxaspine.labels.VERTEBRAE`). Bone for the baseline is the labels plus
@@ -439,7 +442,7 @@ def score_bmd(
     labels = np.asarray(labels)
     if labels.shape != scan.shape:
         raise ValueError(f"labels shape {labels.shape} does not match the scan {scan.shape}")
-    bone = bone_areal_density(scan, calibration)
+    bone = bone_areal_density(scan, calibration) if bone_g_cm2 is None else bone_g_cm2
     mask = (labels > 0) | other_bone_mask(bone, labels, scan.spacing_mm)
     corrected = bone - soft_tissue_baseline(bone, mask, scan.spacing_mm, window_mm=window_mm)
     pixel_area_cm2 = scan.pixel_area_cm2
