@@ -181,17 +181,6 @@ def device_k(device_name: str) -> float:
     return float(low[i] / high[i])
 
 
-def _image_k(scan: Scan) -> float:
-    """k from the image itself, as in preview.bone_image (soft-tissue pixel ratio)."""
-    from dxaspine.preview import bone_image
-
-    q = bone_image(scan)
-    ok = scan.high > 1e-3
-    if not ok.any():
-        raise ValueError("cannot estimate k: the high-energy image has no attenuation")
-    return float(np.median((scan.low[ok] - q[ok]) / scan.high[ok]))
-
-
 def soft_tissue_k(scan: Scan) -> float:
     """k for Q = low - k*high: from the device calibration table, else from the image."""
     if scan.device:
@@ -199,7 +188,9 @@ def soft_tissue_k(scan: Scan) -> float:
             return device_k(scan.device)
         except (KeyError, FileNotFoundError):
             pass
-    return _image_k(scan)
+    from dxaspine.preview import soft_tissue_ratio
+
+    return soft_tissue_ratio(scan)
 
 
 def _roi_columns(q: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[int, int, int]:

@@ -17,13 +17,20 @@ from dxaspine.labels import COLOURS_RGB
 from dxaspine.scan import Scan
 
 
-def bone_image(scan: Scan) -> np.ndarray:
-    """The processed bone image Q = low - k*high, k from soft-tissue pixels (float32)."""
+def soft_tissue_ratio(scan: Scan) -> float:
+    """k = low/high of soft tissue, estimated from the image's bone-free half.
+
+    A first k from all pixels ranks them by Q = low - k*high; the darker half
+    of Q holds no bone, and its median ratio is the returned k.
+    """
     ratio = scan.low / np.maximum(scan.high, 1e-6)
-    k = float(np.median(ratio))
-    q = scan.low - k * scan.high
-    soft = q <= np.median(q)
-    k = float(np.median(ratio[soft]))
+    q = scan.low - float(np.median(ratio)) * scan.high
+    return float(np.median(ratio[q <= np.median(q)]))
+
+
+def bone_image(scan: Scan, k: float | None = None) -> np.ndarray:
+    """The processed bone image Q = low - k*high (float32); k from the image by default."""
+    k = soft_tissue_ratio(scan) if k is None else k
     return (scan.low - k * scan.high).astype(np.float32)
 
 
