@@ -146,6 +146,134 @@ def score(
         Console().print(scores_table(result))
 
 
+@app.command()
+def train(
+    scans: Annotated[
+        Path, typer.Argument(help="Folder of scans with reference labels (NPZ or DICOM).")
+    ],
+    run: Annotated[Path, typer.Option("--run", help="Run folder: config, split, metrics, models.")],
+    architecture: Annotated[
+        str, typer.Option(help="dualpath (IVD-Net-style) or unet.")
+    ] = "dualpath",
+    inputs: Annotated[
+        str, typer.Option(help="Comma-separated network inputs: low, high or image.")
+    ] = "low,high",
+    base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 8,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    patience: Annotated[int, typer.Option(min=1, help="Early-stopping patience (epochs).")] = 12,
+    spacing_mm: Annotated[float, typer.Option(help="Working pixel size (mm).")] = 1.0,
+    max_val_scans: Annotated[
+        int | None, typer.Option(help="Validate each epoch on at most this many scans.")
+    ] = None,
+    invert: Annotated[
+        bool, typer.Option(help="Augment with inverted polarity (for exported images).")
+    ] = False,
+    split: Annotated[
+        Path | None, typer.Option(help="JSON with train/val/test lists of scan ids.")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    name: Annotated[str, typer.Option(help="Model name stored in the model file.")] = "dxaspine",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    """Train a segmentation network; the best model (validation Dice) is RUN/best.pt."""
+    from dxaspine.network import NetworkConfig
+    from dxaspine.preprocess import Preprocessing
+    from dxaspine.scan import ScanError
+    from dxaspine.train import AugmentConfig, TrainConfig
+    from dxaspine.train import train as run_training
+
+    try:
+        config = TrainConfig(
+            network=NetworkConfig(
+                architecture=architecture,
+                inputs=tuple(i.strip() for i in inputs.split(",") if i.strip()),
+                base_filters=base_filters,
+            ),
+            preprocessing=Preprocessing(spacing_mm=spacing_mm),
+            augment=AugmentConfig(invert=invert),
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            max_val_scans=max_val_scans,
+            seed=seed,
+        )
+        best = run_training(scans, run, config, split, resume=resume, quiet=quiet, name=name)
+    except (ScanError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"best model: {best}")
+
+
+@app.command()
+def segment(
+    inputs: Annotated[list[Path], typer.Argument(help="Scan files or folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (.pt); default: the shipped model.")
+    ] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration JSON for BMD; default: the device profile's.")
+    ] = None,
+    spacing_mm: Annotated[
+        str | None, typer.Option(help="Pixel spacing 'row,col' (mm) for files without it.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="No progress or tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Segment L1-L4; write label maps, overlays, DICOM SEG and scores. Exit 1 if a file failed."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from dxaspine.batch import SegmentOptions, expand_inputs, segment_files
+    from dxaspine.infer import Predictor
+
+    try:
+        spacing = _parse_spacing(spacing_mm)
+        predictor = Predictor(model, device)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    files = expand_inputs(inputs)
+    if not files:
+        raise fail("no scan files found in the inputs")
+    options = SegmentOptions(calibration=calibration, spacing_mm=spacing)
+    console = Console(stderr=True)
+    with Progress(console=console, disable=quiet or as_json, transient=True) as progress:
+        task = progress.add_task("segmenting", total=len(files))
+
+        def report(path: Path, error: str | None) -> None:
+            progress.advance(task)
+            if error and not as_json:
+                console.print(f"[red]skipped[/red] {error}")
+
+        result = segment_files(files, out, predictor, options, report)
+    summary = {"segmented": len(result.outputs), "failed": result.failures, "out": str(out)}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        typer.echo(f"segmented {len(result.outputs)} of {len(files)} scans into {out}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _parse_spacing(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise ValueError(f"--spacing-mm must be 'row,col' in mm, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"--spacing-mm must be two positive numbers 'row,col', got {text!r}")
+    return (values[0], values[1])
+
+
 def main() -> None:
     app()
 

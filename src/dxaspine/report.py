@@ -13,8 +13,9 @@ import numpy as np
 from rich.table import Table
 
 from dxaspine import __version__
+from dxaspine.labels import VERTEBRAE
 from dxaspine.scan import Scan
-from dxaspine.scores import Calibration, bone_areal_density, score_bmd
+from dxaspine.scores import Calibration, Scores, VertebraScore, bone_areal_density, score_bmd
 from dxaspine.tbs import TBSConfig, tbs
 
 
@@ -27,24 +28,48 @@ def _number(value: float | None, digits: int) -> float | None:
 def scores_to_dict(
     scan: Scan,
     labels: np.ndarray,
-    calibration: Calibration,
+    calibration: Calibration | None,
     age_years: float | None = None,
     sex: str | None = None,
 ) -> dict[str, Any]:
-    """Score one scan with one vertebra map (or binary mask, split into L1..L4 first)."""
+    """Score one scan with one vertebra map (or binary mask, split into L1..L4 first).
+
+    BMD needs both energies and a calibration: without them (a single
+    exported image, or an unknown device) BMD, T and Z are reported as
+    unavailable (None, with `bmd_note` saying why), never guessed, and TBS is
+    computed on the image there is, flagged `tbs_uncalibrated`.
+    """
     from dxaspine.baseline import label_vertebrae
 
     labels = np.asarray(labels, dtype=np.uint8)
     split = bool(labels.max() <= 1)
     if split:
         labels = label_vertebrae(labels, scan)
-    bone = bone_areal_density(scan, calibration)
-    result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex, bone_g_cm2=bone)
+    dual_energy = getattr(scan, "is_dual_energy", True)
+    bmd_note = None
+    if not dual_energy:
+        bmd_note = "BMD needs both energies; this scan is a single exported image"
+    elif calibration is None:
+        bmd_note = (
+            "BMD needs a calibration: the scan has no known device profile; pass --calibration"
+        )
     tbs_config = TBSConfig()
-    texture = tbs(bone, labels, scan.spacing_mm, tbs_config)
+    if bmd_note is None:
+        bone = bone_areal_density(scan, calibration)
+        result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex, bone_g_cm2=bone)
+        texture = tbs(bone, labels, scan.spacing_mm, tbs_config)
+    else:
+        from dxaspine.preview import bone_image
+
+        bone = bone_image(scan)
+        texture = tbs(bone, labels, scan.spacing_mm, tbs_config)
+        result = _areas_only(scan, labels)
     rows = []
     for vertebra in [*result.vertebrae, result.total]:
         is_total = vertebra is result.total
+        flags = [] if is_total else (["ISCD"] if vertebra.name in result.iscd_flags else [])
+        if bmd_note is not None:
+            flags.append("tbs_uncalibrated")
         rows.append(
             {
                 "name": vertebra.name,
@@ -54,15 +79,14 @@ def scores_to_dict(
                 "t_score": _number(vertebra.t_score, 2),
                 "z_score": _number(vertebra.z_score, 2),
                 "tbs": _number(texture["total" if is_total else vertebra.name], 4),
-                "flags": []
-                if is_total
-                else (["ISCD"] if vertebra.name in result.iscd_flags else []),
+                "flags": flags,
             }
         )
     return {
         "scan_id": scan.scan_id,
         "device": scan.device,
-        "calibration_device": calibration.device,
+        "calibration_device": calibration.device if calibration is not None else None,
+        "bmd_note": bmd_note,
         "labels_from_binary_mask": split,
         "vertebrae": rows[:-1],
         "total": rows[-1],
@@ -78,6 +102,22 @@ def scores_to_dict(
         "clinical cut-offs do not apply",
         "dxaspine_version": __version__,
     }
+
+
+def _areas_only(scan: Scan, labels: np.ndarray) -> Scores:
+    """Areas per vertebra with BMD, BMC and T-score unavailable (nan)."""
+    nan = float("nan")
+    vertebrae = [
+        VertebraScore(
+            name, float((labels == label).sum() * scan.pixel_area_cm2), nan, nan, nan, None
+        )
+        for label, name in VERTEBRAE.items()
+        if (labels == label).any()
+    ]
+    names = [v.name for v in vertebrae]
+    total_name = f"{names[0]}-{names[-1]}" if len(names) > 1 else (names[0] if names else "none")
+    total = VertebraScore(total_name, sum(v.area_cm2 for v in vertebrae), nan, nan, nan, None)
+    return Scores(vertebrae=vertebrae, total=total, who_category="unknown")
 
 
 def scores_table(report: dict[str, Any]) -> Table:
@@ -104,4 +144,6 @@ def scores_table(report: dict[str, Any]) -> Table:
     table.caption = (
         f"WHO category (L1-L4 T-score): {report['who_category']}.  *{report['tbs_note']}"
     )
+    if report.get("bmd_note"):
+        table.caption += f"\nBMD unavailable: {report['bmd_note']}."
     return table

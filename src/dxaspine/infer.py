@@ -1,0 +1,200 @@
+"""Inference: a saved model, loaded once, turns scans into `Segmentation`s.
+
+A model file (`.pt`) holds the network config, the preprocessing settings
+and the weights, so it rebuilds itself (nnU-Net's "plans as data"). The
+package ships two: one for dual-energy scans and one for single exported
+images; `segment()` picks the one that fits the scan.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from dxaspine import __version__
+from dxaspine.network import NetworkConfig, build_model
+from dxaspine.preprocess import Preprocessing, network_input, probabilities_to_labels
+from dxaspine.scan import Scan
+
+if TYPE_CHECKING:
+    from dxaspine.postprocess import PostprocessConfig
+
+MODEL_FORMAT = "dxaspine-model/1"
+SHIPPED_MODELS = {"dual-energy": "dual_energy.pt", "single-image": "single_image.pt"}
+"""Kind of scan -> shipped model file in dxaspine/models."""
+
+
+@dataclass
+class SegmentationModel:
+    """A network with the settings it was trained with."""
+
+    network: NetworkConfig
+    preprocessing: Preprocessing
+    module: torch.nn.Module
+    info: dict[str, Any] = field(default_factory=dict)
+    """Provenance: training data recipe, epochs, validation Dice, versions."""
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", self.network.architecture))
+
+    def save(self, path: Path | str, half: bool = False) -> Path:
+        """Write the model file atomically; `half` stores float16 weights (half the size)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            key: (value.half() if half and value.is_floating_point() else value)
+            for key, value in self.module.state_dict().items()
+        }
+        payload = {
+            "format": MODEL_FORMAT,
+            "network": self.network.to_dict(),
+            "preprocessing": self.preprocessing.to_dict(),
+            "info": self.info,
+            "state_dict": state,
+        }
+        temporary = path.with_name(f".{path.name}.tmp")
+        torch.save(payload, temporary)
+        temporary.replace(path)
+        return path
+
+
+def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
+    """Load a model file written by `SegmentationModel.save` (or a training checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a dxaspine model file ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: not a dxaspine model file (expected format {MODEL_FORMAT})")
+    network = NetworkConfig(**payload["network"])
+    module = build_model(network)
+    module.load_state_dict(
+        {
+            key: value.float() if value.is_floating_point() else value
+            for key, value in payload["state_dict"].items()
+        }
+    )
+    module.to(device).eval()
+    return SegmentationModel(
+        network, Preprocessing(**payload["preprocessing"]), module, dict(payload.get("info", {}))
+    )
+
+
+def shipped_model_path(kind: str = "dual-energy") -> Path:
+    if kind not in SHIPPED_MODELS:
+        raise ValueError(f"kind must be one of {tuple(SHIPPED_MODELS)}, got {kind!r}")
+    return Path(str(resources.files("dxaspine") / "models" / SHIPPED_MODELS[kind]))
+
+
+def resolve_device(device: str = "auto") -> str:
+    """ "cpu", "cuda" or "auto" (cuda when available) -> a torch device name."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or auto, got {device!r}")
+    return device
+
+
+@torch.no_grad()
+def predict_probabilities(model: SegmentationModel, inputs: np.ndarray) -> np.ndarray:
+    """(channels, rows, cols) normalised inputs -> (classes, rows, cols) softmax."""
+    device = next(model.module.parameters()).device
+    batch = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[None].to(device)
+    return model.module(batch).softmax(dim=1)[0].cpu().numpy()
+
+
+@dataclass
+class Segmentation:
+    """The result for one scan: L1..L4 label map on the scan's grid."""
+
+    labels: np.ndarray
+    spacing_mm: tuple[float, float]
+    scan_id: str | None = None
+    model: str = ""
+    seconds: float = 0.0
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Binary L1-L4 mask: the union of the vertebra labels."""
+        return (self.labels > 0).astype(np.uint8)
+
+
+class Predictor:
+    """Loads models once and segments many scans (nnU-Net's predictor pattern).
+
+    With no model path, it uses the shipped models and picks the dual-energy
+    or the single-image one to fit each scan.
+    """
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        device: str = "auto",
+        postprocessing: PostprocessConfig | None = None,
+    ):
+        from dxaspine.postprocess import PostprocessConfig
+
+        self.device = resolve_device(device)
+        self.postprocessing = postprocessing or PostprocessConfig()
+        self._fixed = load_model(model_path, self.device) if model_path else None
+        self._shipped: dict[str, SegmentationModel] = {}
+
+    def model_for(self, scan: Scan) -> SegmentationModel:
+        if self._fixed is not None:
+            return self._fixed
+        kind = "dual-energy" if getattr(scan, "is_dual_energy", True) else "single-image"
+        if kind not in self._shipped:
+            self._shipped[kind] = load_model(shipped_model_path(kind), self.device)
+        return self._shipped[kind]
+
+    def raw_labels(self, scan: Scan, model: SegmentationModel | None = None) -> np.ndarray:
+        """The network's label map on the scan grid, before post-processing."""
+        model = model or self.model_for(scan)
+        inputs = network_input(scan, model.network.inputs, model.preprocessing)
+        return probabilities_to_labels(predict_probabilities(model, inputs), scan.shape)
+
+    def segment(self, scan: Scan) -> Segmentation:
+        from dxaspine.postprocess import postprocess
+
+        start = time.perf_counter()
+        model = self.model_for(scan)
+        labels = postprocess(self.raw_labels(scan, model), scan.spacing_mm, self.postprocessing)
+        return Segmentation(
+            labels, scan.spacing_mm, scan.scan_id, model.name, time.perf_counter() - start
+        )
+
+
+_DEFAULT_PREDICTOR: Predictor | None = None
+
+
+def segment(scan: Scan, model_path: Path | str | None = None, device: str = "auto") -> Segmentation:
+    """Segment one scan with the shipped model (or `model_path`): the Python
+    twin of `dxaspine segment`. The default predictor is kept between calls."""
+    global _DEFAULT_PREDICTOR
+    if model_path is not None:
+        return Predictor(model_path, device).segment(scan)
+    if _DEFAULT_PREDICTOR is None or _DEFAULT_PREDICTOR.device != resolve_device(device):
+        _DEFAULT_PREDICTOR = Predictor(None, device)
+    return _DEFAULT_PREDICTOR.segment(scan)
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    return {
+        "dxaspine": __version__,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+    }

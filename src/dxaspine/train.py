@@ -1,0 +1,409 @@
+"""Training a segmentation network on a folder of scans with reference labels.
+
+A run folder holds everything needed to understand and resume a run:
+config.json, labels.json, split.json, metrics.csv (one row per epoch),
+best.pt (best validation Dice, a model file `dxaspine segment --model` takes)
+and last.pt (weights, optimiser and random state to resume from).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from dxaspine.infer import SegmentationModel, predict_probabilities, versions
+from dxaspine.labels import VERTEBRAE
+from dxaspine.metrics import dice
+from dxaspine.network import LossConfig, NetworkConfig, build_model, soft_dice_loss
+from dxaspine.preprocess import Preprocessing, network_input, probabilities_to_labels, soft_labels
+from dxaspine.scan import Scan, ScanError
+
+SPLITS = ("train", "val", "test")
+SCAN_SUFFIXES = (".npz", ".dcm", ".dicom")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation that respects DXA: small rotation and scale (a spacing
+    change), shifts, left-right flips, contrast and noise; never a vertical
+    flip (L1 is on top). `invert` flips polarity, for exported images."""
+
+    rotation_deg: float = 8.0
+    scale: float = 0.12
+    shift_mm: float = 12.0
+    flip_left_right: bool = True
+    contrast: float = 0.15
+    noise_sd: float = 0.08
+    invert: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved as config.json."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    epochs: int = 40
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    patience: int = 12
+    """Stop after this many epochs without a better validation Dice."""
+    patch_px: tuple[int, int] = (208, 160)
+    """Training patch on the working grid; covers a whole lumbar DXA field at 1 mm."""
+    max_val_scans: int | None = None
+    """Validate each epoch on at most this many scans (all when None)."""
+    seed: int = 0
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["network"] = self.network.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(
+            network=NetworkConfig(**data["network"]),
+            preprocessing=Preprocessing(**data["preprocessing"]),
+            augment=AugmentConfig(**data["augment"]),
+            loss=LossConfig(**{**data["loss"], "ignore": tuple(data["loss"]["ignore"])}),
+            **{
+                k: (tuple(v) if k == "patch_px" else v)
+                for k, v in data.items()
+                if k not in ("network", "preprocessing", "augment", "loss")
+            },
+        )
+
+
+def scan_files(folder: Path) -> list[Path]:
+    """Scan files in a folder (NPZ and DICOM), sorted by name."""
+    if not folder.is_dir():
+        raise ScanError(str(folder), "no such folder")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SCAN_SUFFIXES)
+
+
+def split_by_patient(
+    ids: list[tuple[str, str]], seed: int, fractions: tuple[float, float, float] = (0.5, 0.25, 0.25)
+) -> dict[str, list[str]]:
+    """Deterministic train/val/test split of (scan_id, patient_id) pairs by
+    patient, so no patient is in two sets (the published 50/25/25 protocol)."""
+    patients = sorted({patient for _, patient in ids})
+    random.Random(seed).shuffle(patients)
+    cut1 = round(len(patients) * fractions[0])
+    cut2 = cut1 + round(len(patients) * fractions[1])
+    where = {
+        p: ("train" if i < cut1 else "val" if i < cut2 else "test") for i, p in enumerate(patients)
+    }
+    split: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for scan_id, patient in ids:
+        split[where[patient]].append(scan_id)
+    return split
+
+
+@dataclass
+class Example:
+    """One training scan on the working grid, plus its native labels for validation."""
+
+    scan_id: str
+    inputs: torch.Tensor
+    target: torch.Tensor
+    labels: np.ndarray
+    shape: tuple[int, int]
+
+
+def make_example(scan: Scan, config: TrainConfig) -> Example:
+    if scan.labels is None:
+        raise ScanError(scan.meta.get("source", ""), "has no vertebra labels (L1..L4) to train on")
+    inputs = network_input(scan, config.network.inputs, config.preprocessing)
+    target = soft_labels(scan.labels, inputs.shape[1:])
+    return Example(
+        str(scan.scan_id),
+        torch.from_numpy(inputs),
+        torch.from_numpy(target),
+        scan.labels,
+        scan.shape,
+    )
+
+
+def augment_batch(
+    examples: list[Example], config: TrainConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random affine (rotation, scale, shift, flip) into a fixed patch, then
+    contrast and noise: one batch of (inputs, soft targets)."""
+    aug = config.augment
+    rows, cols = config.patch_px
+    inputs, targets = [], []
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=generator))
+
+    for ex in examples:
+        h, w = ex.inputs.shape[1:]
+        angle = math.radians(uniform(-aug.rotation_deg, aug.rotation_deg))
+        scale = math.exp(uniform(-aug.scale, aug.scale))
+        flip = -1.0 if aug.flip_left_right and uniform(0, 1) < 0.5 else 1.0
+        shift_col = uniform(-aug.shift_mm, aug.shift_mm) / config.preprocessing.spacing_mm
+        shift_row = uniform(-aug.shift_mm, aug.shift_mm) / config.preprocessing.spacing_mm
+        cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+        # Output patch pixel offsets (u col, v row) -> input pixel offsets, in
+        # normalised coordinates of each grid (align_corners=False).
+        theta = torch.tensor(
+            [
+                [cos * flip * cols / w, -sin * rows / w, 2 * shift_col / w],
+                [sin * flip * cols / h, cos * rows / h, 2 * shift_row / h],
+            ],
+            dtype=torch.float32,
+        )[None]
+        grid = F.affine_grid(theta, [1, 1, rows, cols], align_corners=False)
+        image = F.grid_sample(ex.inputs[None], grid, padding_mode="border", align_corners=False)
+        target = F.grid_sample(ex.target[None], grid, padding_mode="border", align_corners=False)
+        channels = image.shape[1]
+        gain = 1 + torch.empty(1, channels, 1, 1).uniform_(
+            -aug.contrast, aug.contrast, generator=generator
+        )
+        noise = torch.randn(image.shape, generator=generator) * uniform(0, aug.noise_sd)
+        image = image * gain + noise
+        if aug.invert and uniform(0, 1) < 0.5:
+            image = -image
+        inputs.append(image)
+        targets.append(target)
+    return torch.cat(inputs), torch.cat(targets)
+
+
+def validation_dice(model: SegmentationModel, examples: list[Example]) -> dict[str, float]:
+    """Mean Dice on the scans' own grids: the union and the mean over L1..L4."""
+    model.module.eval()
+    union, vertebrae = [], []
+    for ex in examples:
+        predicted = probabilities_to_labels(
+            predict_probabilities(model, ex.inputs.numpy()), ex.shape
+        )
+        union.append(dice(predicted > 0, ex.labels > 0))
+        vertebrae.append(np.mean([dice(predicted == v, ex.labels == v) for v in VERTEBRAE]))
+    return {
+        "val_dice_union": float(np.mean(union)),
+        "val_dice_vertebrae": float(np.mean(vertebrae)),
+    }
+
+
+def load_examples(files: list[Path], config: TrainConfig, progress=None) -> list[Example]:
+    from dxaspine.io import read_scan
+
+    examples = []
+    task = progress.add_task("loading scans", total=len(files)) if progress else None
+    for path in files:
+        examples.append(make_example(read_scan(path), config))
+        if progress:
+            progress.advance(task)
+    return examples
+
+
+def read_split(path: Path) -> dict[str, list[str]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ScanError(str(path), f"cannot read split file: {exc}") from None
+    if not isinstance(data, dict) or not {"train", "val"} <= set(data):
+        raise ScanError(
+            str(path), "split file must be JSON with 'train' and 'val' lists of scan ids"
+        )
+    return {name: [str(i) for i in data.get(name, [])] for name in SPLITS}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def train(
+    scans_dir: Path,
+    run_dir: Path,
+    config: TrainConfig = TrainConfig(),
+    split_file: Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    name: str = "dxaspine",
+    data_recipe: str = "",
+) -> Path:
+    """Train, validating every epoch; returns the path of the best model (best.pt)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from dxaspine.io import read_scan
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume and (run_dir / "config.json").exists():
+        config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    elif not resume and last_path.exists():
+        raise ScanError(str(run_dir), "holds a previous run; pass --resume or choose a new folder")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+
+    files = scan_files(scans_dir)
+    if not files:
+        raise ScanError(str(scans_dir), "no scan files (NPZ or DICOM) found")
+    ids: dict[str, tuple[Path, str]] = {}
+    for path in files:
+        scan = read_scan(path)
+        ids[str(scan.scan_id or path.stem)] = (
+            path,
+            str(scan.patient_id or scan.scan_id or path.stem),
+        )
+    if (run_dir / "split.json").exists() and resume:
+        split = read_split(run_dir / "split.json")
+    elif split_file is not None:
+        split = read_split(split_file)
+    else:
+        split = split_by_patient([(sid, pid) for sid, (_, pid) in ids.items()], config.seed)
+    missing = [sid for name in SPLITS for sid in split[name] if sid not in ids]
+    if missing:
+        raise ScanError(
+            str(split_file or run_dir), f"split names scans not in the folder: {missing[:3]}"
+        )
+    if not split["train"] or not split["val"]:
+        raise ScanError(str(scans_dir), "need at least one training and one validation scan")
+    _write_json(run_dir / "split.json", split)
+    _write_json(run_dir / "config.json", config.to_dict())
+    _write_json(
+        run_dir / "labels.json", {"0": "background", **{str(k): v for k, v in VERTEBRAE.items()}}
+    )
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, disable=quiet, transient=True) as progress:
+        train_set = load_examples([ids[s][0] for s in split["train"]], config, progress)
+        val_ids = split["val"][: config.max_val_scans] if config.max_val_scans else split["val"]
+        val_set = load_examples([ids[s][0] for s in val_ids], config, progress)
+
+    module = build_model(config.network)
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = SegmentationModel(config.network, config.preprocessing, module)
+    history: list[dict[str, float]] = []
+    start_epoch, best, stale = 0, -1.0, 0
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["module"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best, stale, history = (
+            state["epoch"],
+            state["best"],
+            state["stale"],
+            state["history"],
+        )
+
+    def log(message: str) -> None:
+        if not quiet:
+            from rich import print as rich_print
+
+            rich_print(message)
+
+    log(
+        f"training {config.network.architecture} on {len(train_set)} scans, "
+        f"validating on {len(val_set)}; run folder {run_dir}"
+    )
+    batches = math.ceil(len(train_set) / config.batch_size)
+    for epoch in range(start_epoch, config.epochs):
+        if stale >= config.patience:
+            log(f"early stop: no better validation Dice for {stale} epochs")
+            break
+        started = time.perf_counter()
+        learning_rate = config.learning_rate * (1 - epoch / config.epochs) ** 0.9
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate
+        module.train()
+        order = torch.randperm(len(train_set), generator=generator).tolist()
+        losses = []
+        with Progress(*columns, disable=quiet, transient=True) as progress:
+            task = progress.add_task(f"epoch {epoch + 1}/{config.epochs}", total=batches)
+            for b in range(batches):
+                chosen = [
+                    train_set[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]
+                ]
+                inputs, targets = augment_batch(chosen, config, generator)
+                loss = soft_dice_loss(module(inputs), targets, config.loss)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                losses.append(float(loss.detach()))
+                progress.advance(task)
+        row = {
+            "epoch": epoch + 1,
+            "learning_rate": learning_rate,
+            "train_loss": float(np.mean(losses)),
+        }
+        row |= validation_dice(model, val_set)
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+        improved = row["val_dice_vertebrae"] > best
+        if improved:
+            best, stale = row["val_dice_vertebrae"], 0
+            model.info = {
+                "name": name,
+                "epoch": epoch + 1,
+                "val_dice_vertebrae": best,
+                "val_dice_union": row["val_dice_union"],
+                "train_scans": len(train_set),
+                "data_recipe": data_recipe,
+                "versions": versions(),
+            }
+            model.save(best_path)
+        else:
+            stale += 1
+        _write_metrics(run_dir / "metrics.csv", history)
+        torch.save(
+            {
+                "module": module.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch + 1,
+                "best": best,
+                "stale": stale,
+                "history": history,
+            },
+            run_dir / ".last.pt.tmp",
+        )
+        (run_dir / ".last.pt.tmp").replace(last_path)
+        log(
+            f"epoch {epoch + 1}: loss {row['train_loss']:.4f}  val Dice L1-L4 "
+            f"{row['val_dice_vertebrae']:.4f} union {row['val_dice_union']:.4f}  "
+            f"{row['seconds']:.0f} s{'  best' if improved else ''}"
+        )
+    return best_path
+
+
+def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    temporary.replace(path)

@@ -1,0 +1,56 @@
+"""Working grid, normalisation and the way back to the scan grid."""
+
+import numpy as np
+import pytest
+
+from dxaspine.preprocess import (
+    Preprocessing,
+    input_image,
+    network_input,
+    normalise,
+    probabilities_to_labels,
+    soft_labels,
+)
+
+
+def test_working_shape_follows_physical_size(make_scan):
+    scan = make_scan(shape=(200, 250), spacing_mm=(0.9, 0.6))
+    assert Preprocessing(spacing_mm=1.0).working_shape(scan.shape, scan.spacing_mm) == (180, 150)
+    inputs = network_input(scan, ("low", "high"), Preprocessing())
+    assert inputs.shape == (2, 180, 150)
+    assert inputs.dtype == np.float32
+
+
+def test_normalise_gives_zero_mean_unit_sd_and_survives_flat_images():
+    rng = np.random.default_rng(0)
+    image = rng.normal(5.0, 3.0, (40, 30))
+    out = normalise(image)
+    assert abs(out.mean()) < 1e-5 and abs(out.std() - 1) < 1e-4
+    assert np.all(normalise(np.full((8, 8), 2.0)) == 0)
+
+
+def test_soft_labels_sum_to_one_and_keep_areas():
+    labels = np.zeros((90, 60), np.uint8)
+    labels[10:40, 20:40] = 1
+    labels[50:80, 20:40] = 2
+    soft = soft_labels(labels, (45, 30))
+    assert soft.shape == (5, 45, 30)
+    np.testing.assert_allclose(soft.sum(axis=0), 1.0, atol=1e-5)
+    # Each class keeps its area fraction on the coarser grid.
+    for c in (1, 2):
+        assert abs(soft[c].mean() - (labels == c).mean()) < 0.01
+
+
+def test_probabilities_round_trip_to_the_scan_grid():
+    labels = np.zeros((90, 60), np.uint8)
+    labels[10:40, 20:40] = 1
+    labels[50:80, 22:41] = 4
+    back = probabilities_to_labels(soft_labels(labels, (60, 40)), labels.shape)
+    assert back.shape == labels.shape
+    agreement = (back == labels).mean()
+    assert agreement > 0.99
+
+
+def test_missing_input_image_is_a_clear_error(make_scan):
+    with pytest.raises(ValueError, match="'image'"):
+        input_image(make_scan(), "image")

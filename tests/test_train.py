@@ -1,0 +1,132 @@
+"""Training: split by patient, DXA-respecting augmentation, run folder, resume."""
+
+import csv
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from dxaspine.infer import load_model
+from dxaspine.io import write_scan
+from dxaspine.network import NetworkConfig
+from dxaspine.scan import ScanError
+from dxaspine.simulate.generate import simulate_scan
+from dxaspine.train import (
+    AugmentConfig,
+    Example,
+    TrainConfig,
+    augment_batch,
+    split_by_patient,
+    train,
+)
+
+TINY = TrainConfig(
+    network=NetworkConfig(base_filters=4, levels=3),
+    epochs=2,
+    batch_size=2,
+    patch_px=(96, 80),
+    seed=3,
+)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cohort")
+    for index in range(6):
+        write_scan(simulate_scan(5, index, "lunar-like"), folder / f"scan{index}.npz")
+    return folder
+
+
+def test_split_is_by_patient_deterministic_and_about_half_quarter_quarter():
+    ids = [(f"s{i}", f"P{i // 2}") for i in range(200)]  # two scans per patient
+    split = split_by_patient(ids, seed=1)
+    assert split == split_by_patient(ids, seed=1)
+    assert split != split_by_patient(ids, seed=2)
+    patient = dict(ids)
+    sets = {name: {patient[s] for s in split[name]} for name in split}
+    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"]
+    assert not sets["val"] & sets["test"]
+    assert sorted(s for name in split for s in split[name]) == sorted(s for s, _ in ids)
+    assert [len(split[n]) for n in ("train", "val", "test")] == [100, 50, 50]
+
+
+def _self_labelled_example() -> Example:
+    """An example whose image is its own class-1 map: alignment is checkable."""
+    labels = np.zeros((120, 90), np.uint8)
+    labels[20:50, 30:60] = 1
+    labels[60:100, 25:55] = 2
+    image = (labels == 1).astype(np.float32)
+    target = np.stack([(labels == c).astype(np.float32) for c in range(5)])
+    return Example("x", torch.from_numpy(image[None]), torch.from_numpy(target), labels, (120, 90))
+
+
+def test_augmentation_moves_image_and_labels_together_and_never_flips_vertically():
+    config = replace(TINY, augment=AugmentConfig(contrast=0.0, noise_sd=0.0), patch_px=(128, 96))
+    generator = torch.Generator().manual_seed(0)
+    example = _self_labelled_example()
+    for _ in range(5):
+        inputs, targets = augment_batch([example], config, generator)
+        assert inputs.shape == (1, 1, 128, 96) and targets.shape == (1, 5, 128, 96)
+        np.testing.assert_allclose(inputs[0, 0], targets[0, 1], atol=1e-5)
+        np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
+        rows_1 = torch.nonzero(targets[0, 1] > 0.5)[:, 0].float().mean()
+        rows_2 = torch.nonzero(targets[0, 2] > 0.5)[:, 0].float().mean()
+        assert rows_1 < rows_2  # L1 stays on top
+
+
+def test_inversion_augmentation_flips_polarity_sometimes():
+    config = replace(TINY, augment=AugmentConfig(contrast=0.0, noise_sd=0.0, invert=True))
+    generator = torch.Generator().manual_seed(0)
+    example = _self_labelled_example()
+    signs = set()
+    for _ in range(12):
+        inputs, targets = augment_batch([example], config, generator)
+        signs.add(float(torch.sign((inputs[0, 0] * targets[0, 1]).sum())))
+    assert signs == {1.0, -1.0}
+
+
+def test_training_run_writes_its_folder_and_resumes(cohort, tmp_path):
+    run = tmp_path / "run"
+    best = train(cohort, run, TINY, quiet=True, name="tiny")
+    assert best == run / "best.pt" and best.exists()
+    for name in ("config.json", "labels.json", "split.json", "metrics.csv", "last.pt"):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0 <= float(r["val_dice_vertebrae"]) <= 1 for r in rows)
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 6
+    assert json.loads((run / "labels.json").read_text())["1"] == "L1"
+    model = load_model(best)
+    assert model.name == "tiny" and model.network == TINY.network
+
+    with pytest.raises(ScanError, match="--resume"):
+        train(cohort, run, TINY, quiet=True)
+    longer = replace(TINY, epochs=3)
+    (run / "config.json").write_text(json.dumps(longer.to_dict()))
+    train(cohort, run, longer, resume=True, quiet=True)
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+
+
+def test_training_is_seeded(cohort, tmp_path):
+    config = replace(TINY, epochs=1)
+    train(cohort, tmp_path / "a", config, quiet=True)
+    train(cohort, tmp_path / "b", config, quiet=True)
+    a = next(csv.DictReader(open(tmp_path / "a" / "metrics.csv")))
+    b = next(csv.DictReader(open(tmp_path / "b" / "metrics.csv")))
+    assert a["train_loss"] == b["train_loss"]
+
+
+def test_bad_training_folders_are_refused(tmp_path, cohort):
+    with pytest.raises(ScanError, match="no such folder"):
+        train(tmp_path / "missing", tmp_path / "run", TINY, quiet=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScanError, match="no scan files"):
+        train(tmp_path / "empty", tmp_path / "run", TINY, quiet=True)
+    bad_split = tmp_path / "split.json"
+    bad_split.write_text(json.dumps({"train": ["nope"], "val": []}))
+    with pytest.raises(ScanError, match="not in the folder"):
+        train(cohort, tmp_path / "run2", TINY, split_file=bad_split, quiet=True)
