@@ -1,0 +1,64 @@
+"""Evaluation: overlap metrics of label maps and agreement of bone scores."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dxaspine.evaluate import agreement, mean_sd, overlap_metrics
+
+
+def _spine(shift_cols: int = 0) -> np.ndarray:
+    labels = np.zeros((100, 60), np.uint8)
+    for i, top in enumerate((10, 30, 50, 70)):
+        labels[top : top + 16, 20 + shift_cols : 40 + shift_cols] = i + 1
+    return labels
+
+
+def test_identical_maps_are_perfect():
+    result = overlap_metrics(_spine(), _spine(), (1.0, 0.5))
+    assert result["dice"] == 1.0 and result["dice_vertebrae"] == 1.0
+    assert result["hausdorff_mm"] == 0.0 and result["assd_mm"] == 0.0
+
+
+def test_a_known_shift_gives_the_expected_hausdorff_in_mm():
+    result = overlap_metrics(_spine(shift_cols=2), _spine(), (1.0, 0.5))
+    assert result["hausdorff_mm"] == pytest.approx(1.0)  # 2 columns x 0.5 mm
+    assert result["dice"] == pytest.approx(18 / 20)
+
+
+def test_swapped_vertebra_labels_cost_per_vertebra_dice_only():
+    swapped = _spine()
+    swapped[_spine() == 1], swapped[_spine() == 2] = 2, 1
+    result = overlap_metrics(swapped, _spine(), (1.0, 1.0))
+    assert result["dice"] == 1.0
+    assert result["dice_vertebrae"] == pytest.approx(0.5)
+
+
+def test_agreement_of_identical_values_and_of_a_known_offset():
+    reference = np.array([0.8, 0.9, 1.0, 1.1, 1.2])
+    same = agreement(reference, reference)
+    assert same.rmsd == 0 and same.pearson_r == pytest.approx(1.0) and same.bias == 0
+    shifted = agreement(reference + 0.05, reference)
+    assert shifted.rmsd == pytest.approx(0.05)
+    assert shifted.rmsd_percent == pytest.approx(5.0)
+    assert shifted.bias == pytest.approx(0.05)
+    assert shifted.loa_low == pytest.approx(0.05) and shifted.loa_high == pytest.approx(0.05)
+
+
+def test_agreement_limits_follow_the_spread_and_skip_nan():
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(0.7, 1.3, 2000)
+    method = reference + rng.normal(0.01, 0.02, reference.size)
+    method[0] = np.nan
+    result = agreement(method, reference)
+    assert result.n == 1999
+    assert result.loa_high - result.loa_low == pytest.approx(2 * 1.96 * 0.02, rel=0.08)
+    assert agreement(np.array([1.0]), np.array([1.0])).n == 1
+    assert math.isnan(agreement(np.array([1.0]), np.array([1.0])).rmsd)
+    with pytest.raises(ValueError, match="shape"):
+        agreement(np.ones(3), np.ones(4))
+
+
+def test_mean_sd_counts_non_finite_values():
+    assert mean_sd([1.0, 3.0, math.nan]) == {"mean": 2.0, "sd": 1.0, "n": 2, "n_not_finite": 1}
