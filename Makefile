@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean tables
+.PHONY: demo test lint bench clean tables model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate_speed.py
+	$(BIN)/python benchmarks/segmentation.py
+
+# The shipped models: simulate the training cohort (1182 scans, both device
+# profiles, the published study's size), train, and copy the best weights
+# into the package. About 1-2 hours on a 2-core CPU. Test cohorts in
+# benchmarks/ use other seeds.
+COHORT := build/cohort
+model: $(STAMP)
+	$(BIN)/dxaspine simulate --n 591 --seed 1001 --device hologic-like --out $(COHORT)/hologic-like --jobs 2 --quiet
+	$(BIN)/dxaspine simulate --n 591 --seed 1002 --device lunar-like --out $(COHORT)/lunar-like --jobs 2 --quiet
+	$(BIN)/dxaspine train $(COHORT) --run build/runs/dual_energy --epochs 30 --max-val-scans 100 \
+		--name "dual-energy dualpath-8"
+	$(BIN)/python scripts/ship_model.py build/runs/dual_energy/best.pt dual-energy
 
 # Regenerate the shipped spectra/attenuation/calibration tables (needs the `physics` extra).
 tables: $(STAMP)

@@ -260,6 +260,27 @@ def segment(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command("export-onnx")
+def export_onnx(
+    out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (.pt); default: the shipped model.")
+    ] = None,
+    kind: Annotated[
+        str, typer.Option(help="Shipped model to export: dual-energy or single-image.")
+    ] = "dual-energy",
+) -> None:
+    """Export a model to ONNX with its preprocessing settings (`segment --model X.onnx` runs it)."""
+    from dxaspine.infer import export_model_onnx, load_model, shipped_model_path
+
+    try:
+        source = model or shipped_model_path(kind)
+        path = export_model_onnx(load_model(source), out)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {path} from {source}")
+
+
 def _parse_spacing(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None

@@ -8,6 +8,7 @@ images; `segment()` picks the one that fits the scan.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from dxaspine.postprocess import PostprocessConfig
 
 MODEL_FORMAT = "dxaspine-model/1"
+PREPROCESSING_KEY = "dxaspine.preprocessing"
+INFO_KEY = "dxaspine.info"
 SHIPPED_MODELS = {"dual-energy": "dual_energy.pt", "single-image": "single_image.pt"}
 """Kind of scan -> shipped model file in dxaspine/models."""
 
@@ -66,10 +69,13 @@ class SegmentationModel:
 
 
 def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
-    """Load a model file written by `SegmentationModel.save` (or a training checkpoint)."""
+    """Load a model file written by `SegmentationModel.save`, or an ONNX file
+    from `dxaspine export-onnx` (then it runs on onnxruntime, CPU)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -88,6 +94,29 @@ def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
     return SegmentationModel(
         network, Preprocessing(**payload["preprocessing"]), module, dict(payload.get("info", {}))
     )
+
+
+def _load_onnx(path: Path) -> SegmentationModel:
+    from dxaspine.onnx_export import OnnxNetwork
+
+    runner = OnnxNetwork(path)
+    try:
+        preprocessing = Preprocessing(**json.loads(runner.metadata[PREPROCESSING_KEY]))
+        info = json.loads(runner.metadata.get(INFO_KEY, "{}"))
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ValueError(f"{path}: ONNX file has no dxaspine preprocessing metadata") from None
+    return SegmentationModel(runner.network, preprocessing, runner, info)
+
+
+def export_model_onnx(model: SegmentationModel, path: Path | str) -> Path:
+    """The model as one ONNX file carrying its network and preprocessing settings."""
+    from dxaspine.onnx_export import export_onnx
+
+    metadata = {
+        PREPROCESSING_KEY: json.dumps(model.preprocessing.to_dict()),
+        INFO_KEY: json.dumps(model.info, default=str),
+    }
+    return export_onnx(model.module, model.network, path, metadata)
 
 
 def shipped_model_path(kind: str = "dual-energy") -> Path:
@@ -110,9 +139,20 @@ def resolve_device(device: str = "auto") -> str:
 @torch.no_grad()
 def predict_probabilities(model: SegmentationModel, inputs: np.ndarray) -> np.ndarray:
     """(channels, rows, cols) normalised inputs -> (classes, rows, cols) softmax."""
+    if not isinstance(model.module, torch.nn.Module):
+        return _predict_onnx(model, inputs)
     device = next(model.module.parameters()).device
     batch = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[None].to(device)
     return model.module(batch).softmax(dim=1)[0].cpu().numpy()
+
+
+def _predict_onnx(model: SegmentationModel, inputs: np.ndarray) -> np.ndarray:
+    """onnxruntime path: pad to the size divisor (the graph has no padding), crop back."""
+    rows, cols = inputs.shape[1:]
+    divisor = model.network.size_divisor
+    padded = np.pad(inputs, ((0, 0), (0, (-rows) % divisor), (0, (-cols) % divisor)), mode="edge")
+    logits = model.module(padded[None].astype(np.float32))[0, :, :rows, :cols]
+    return torch.from_numpy(np.ascontiguousarray(logits)).softmax(dim=0).numpy()
 
 
 @dataclass

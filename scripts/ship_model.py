@@ -1,0 +1,37 @@
+"""Copy a trained run's best model into the package as a shipped model.
+
+    .venv/bin/python scripts/ship_model.py build/runs/dual_energy/best.pt dual-energy
+
+Weights are stored as float16 (half the size; predictions checked equal to
+float32 on the run's own validation scans is the benchmark's job). The model
+file records the recipe that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.torch_version import TorchVersion
+
+from dxaspine.infer import SHIPPED_MODELS, load_model, shipped_model_path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("best", type=Path, help="best.pt of a training run")
+    parser.add_argument("kind", choices=sorted(SHIPPED_MODELS))
+    parser.add_argument("--recipe", default="make model", help="command that trained it")
+    args = parser.parse_args()
+    # Runs started before versions were stored as plain strings hold a TorchVersion.
+    with torch.serialization.safe_globals([TorchVersion]):
+        model = load_model(args.best)
+    model.info = {**model.info, "kind": args.kind, "recipe": args.recipe}
+    model.info["versions"] = {k: str(v) for k, v in model.info.get("versions", {}).items()}
+    path = model.save(shipped_model_path(args.kind), half=True)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {model.info}")
+
+
+if __name__ == "__main__":
+    main()
