@@ -54,3 +54,16 @@ def test_probabilities_round_trip_to_the_scan_grid():
 def test_missing_input_image_is_a_clear_error(make_scan):
     with pytest.raises(ValueError, match="'image'"):
         input_image(make_scan(), "image")
+
+
+def test_uncertain_vertebra_pixels_stay_spine():
+    """Background 0.3, L2 0.36, L3 0.34: argmax would say background; it is spine."""
+    probabilities = np.zeros((5, 4, 4), np.float32)
+    probabilities[0] = 0.3
+    probabilities[2] = 0.36
+    probabilities[3] = 0.34
+    labels = probabilities_to_labels(probabilities, (4, 4))
+    assert (labels == 2).all()
+    probabilities[0] = 0.6
+    probabilities[2], probabilities[3] = 0.2, 0.2
+    assert (probabilities_to_labels(probabilities, (4, 4)) == 0).all()

@@ -80,6 +80,13 @@ def soft_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def probabilities_to_labels(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Class probabilities on the working grid -> uint8 label map on the scan grid."""
+    """Class probabilities on the working grid -> uint8 label map on the scan grid.
+
+    A pixel is spine where the probability of background is below one half
+    (the union of L1..L4 decided as the binary task it is), and takes the most
+    probable vertebra there. A plain argmax would drop pixels whose vertebra
+    is uncertain between two neighbours although they are surely spine.
+    """
     resampled = np.stack([resample(channel, shape) for channel in probabilities])
-    return resampled.argmax(axis=0).astype(np.uint8)
+    vertebra = 1 + resampled[1:].argmax(axis=0)
+    return np.where(resampled[0] < 0.5, vertebra, 0).astype(np.uint8)
