@@ -161,7 +161,7 @@ def train(
     base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 8,
     epochs: Annotated[int, typer.Option(min=1)] = 40,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     patience: Annotated[int, typer.Option(min=1, help="Early-stopping patience (epochs).")] = 12,
     spacing_mm: Annotated[float, typer.Option(help="Working pixel size (mm).")] = 1.0,
     max_val_scans: Annotated[

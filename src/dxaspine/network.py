@@ -26,6 +26,10 @@ from dxaspine.labels import VERTEBRAE
 N_CLASSES = 1 + len(VERTEBRAE)
 ARCHITECTURES = ("dualpath", "unet")
 INPUTS = ("low", "high", "image")
+NEGATIVE_SLOPE = 0.01
+"""Leaky ReLU instead of the paper's ReLU: with ReLU our first training run
+let whole feature maps die over L3/L4, so the network could no longer tell
+L3 from L4 (measured: L3 Dice 0.01 after 20 epochs)."""
 """Network inputs: the two energies of a raw scan, or the one exported image."""
 
 
@@ -67,7 +71,7 @@ class NetworkConfig:
         return data
 
 
-def conv_bn_relu(
+def conv_bn_act(
     in_channels: int, out_channels: int, kernel: int = 3, dilation: int = 1
 ) -> nn.Sequential:
     padding = dilation * (kernel // 2)
@@ -76,7 +80,7 @@ def conv_bn_relu(
             in_channels, out_channels, kernel, padding=padding, dilation=dilation, bias=False
         ),
         nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
+        nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
     )
 
 
@@ -87,18 +91,18 @@ class InceptionBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         branch = max(out_channels // 4, 1)
-        self.entry = conv_bn_relu(in_channels, out_channels)
+        self.entry = conv_bn_act(in_channels, out_channels)
         self.branches = nn.ModuleList(
             [
-                conv_bn_relu(out_channels, branch, 1),
-                conv_bn_relu(out_channels, branch, 3),
-                conv_bn_relu(out_channels, branch, 5),
-                conv_bn_relu(out_channels, branch, 3, dilation=2),
-                conv_bn_relu(out_channels, branch, 3, dilation=4),
+                conv_bn_act(out_channels, branch, 1),
+                conv_bn_act(out_channels, branch, 3),
+                conv_bn_act(out_channels, branch, 5),
+                conv_bn_act(out_channels, branch, 3, dilation=2),
+                conv_bn_act(out_channels, branch, 3, dilation=4),
             ]
         )
-        self.merge = conv_bn_relu(5 * branch, out_channels, 1)
-        self.exit = conv_bn_relu(out_channels, out_channels)
+        self.merge = conv_bn_act(5 * branch, out_channels, 1)
+        self.exit = conv_bn_act(out_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.entry(x)
@@ -111,7 +115,7 @@ class DoubleConv(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(
-            conv_bn_relu(in_channels, out_channels), conv_bn_relu(out_channels, out_channels)
+            conv_bn_act(in_channels, out_channels), conv_bn_act(out_channels, out_channels)
         )
 
 

@@ -57,7 +57,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     epochs: int = 40
     batch_size: int = 8
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     patience: int = 12
     """Stop after this many epochs without a better validation Dice."""
     patch_px: tuple[int, int] = (208, 160)
