@@ -1,16 +1,20 @@
-"""`dxaspine info` in-process: tables and JSON for good scans, one-line errors and exit 2
-for bad files, never a traceback."""
+"""`dxaspine info` in-process: tables and JSON for good scans (dual-energy and single
+exported images), one-line errors and exit 2 for bad files, never a traceback; and the
+preview of a single image."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from dxaspine.cli import app
-from dxaspine.info import describe
+from dxaspine.info import describe, run_info
 from dxaspine.io import write_scan
+from dxaspine.preview import bone_image, scan_tile, soft_tissue_ratio
 from dxaspine.scan import Scan
 
 runner = CliRunner()
@@ -73,3 +77,49 @@ def test_info_names_the_partner_file(scan: Scan, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.strip().startswith(f"error: {low}: {high}: ")
     assert "Traceback" not in result.output
+
+
+def single_image_scan() -> Scan:
+    image = (np.arange(60 * 50).reshape(60, 50) % 256 / 255).astype(np.float32)
+    labels = np.zeros((60, 50), np.uint8)
+    labels[10:25, 15:35] = 1
+    return Scan(spacing_mm=(0.6, 0.6), image=image, labels=labels, meta={"scan_id": "e1"})
+
+
+def test_describe_single_image(scan: Scan) -> None:
+    info = describe(single_image_scan())
+    assert info["kind"] == "single-image" and info["low"] is None and info["high"] is None
+    assert info["image"]["min"] == 0.0 and info["image"]["max"] == 1.0
+    assert info["spacing_source"] == "file" and info["vertebrae"] == ["L1"]
+    dual = describe(scan)
+    assert dual["kind"] == "dual-energy" and dual["image"] is None
+    json.dumps(info)
+
+
+def test_info_table_single_image_and_spacing_source(tmp_path: Path) -> None:
+    dcm = write_scan(single_image_scan(), tmp_path / "e.dcm")[0]
+    png = write_scan(single_image_scan(), tmp_path / "e.png")[0]
+    result = runner.invoke(app, ["info", str(dcm), str(png)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("single-image") == 2
+    assert "0.6 x 0.6 mm (from PixelSpacing)" in result.stdout
+    assert "0.6 x 0.6 mm (from sidecar)" in result.stdout
+    assert "low energy" not in result.stdout and "image" in result.stdout
+
+
+def test_preview_of_a_single_image() -> None:
+    scan = single_image_scan()
+    assert np.array_equal(bone_image(scan), scan.image)
+    with pytest.raises(ValueError, match="needs both energies"):
+        soft_tissue_ratio(scan)
+    tile = scan_tile(scan)
+    assert tile.size == (2 * 50 + 4, 60)
+
+
+def test_run_info_passes_the_spacing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    png = write_scan(single_image_scan(), tmp_path / "e.png", pixel_spacing=False)[0]
+    assert run_info([png]) == 2
+    assert "--spacing-mm" in capsys.readouterr().err
+    assert run_info([png], as_json=True, spacing_mm=(0.5, 0.5)) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["spacing_mm"] == [0.5, 0.5] and report["spacing_source"] == "argument"

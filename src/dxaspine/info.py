@@ -34,23 +34,31 @@ def _stats(image: np.ndarray) -> dict[str, float]:
 
 
 def describe(scan: Scan) -> dict[str, Any]:
-    """Shape, spacing, ids, value ranges of both energies and the reference data present.
+    """Kind, shape, spacing, ids, value ranges of the images and the reference data present.
 
-    `vertebrae` lists the vertebra names found in `labels` (empty without labels);
-    `simulator_truth` says whether `meta` carries the simulator's ground truth.
+    `kind` is "dual-energy" or "single-image"; `low`, `high` and `image` hold
+    min/max/mean, or None where the scan lacks that image. `spacing_source`
+    says where the spacing came from ("file" unless a reader recorded
+    otherwise: "argument", "PixelSpacing", "ExposedArea", "sidecar", ...).
+    `vertebrae` lists the vertebra names found in `labels` (empty without
+    labels); `simulator_truth` says whether `meta` carries the simulator's
+    ground truth.
     """
     vertebrae = []
     if scan.labels is not None:
         present = set(np.unique(scan.labels).tolist())
         vertebrae = [name for label, name in VERTEBRAE.items() if label in present]
     return {
+        "kind": "dual-energy" if scan.is_dual_energy else "single-image",
         "shape": list(scan.shape),
         "spacing_mm": list(scan.spacing_mm),
+        "spacing_source": str(scan.meta.get("spacing_source", "file")),
         "device": scan.device,
         "scan_id": scan.scan_id,
         "patient_id": scan.patient_id,
-        "low": _stats(scan.low),
-        "high": _stats(scan.high),
+        "low": _stats(scan.low) if scan.low is not None else None,
+        "high": _stats(scan.high) if scan.high is not None else None,
+        "image": _stats(scan.image) if scan.image is not None else None,
         "mask": scan.mask is not None,
         "labels": scan.labels is not None,
         "vertebrae": vertebrae,
@@ -79,23 +87,30 @@ def _table(path: Path, info: dict[str, Any]) -> Table:
     table.add_column("field", style="bold")
     table.add_column("value")
     rows, cols = info["shape"]
+    table.add_row("kind", info["kind"])
     table.add_row("shape", f"{rows} x {cols} px")
-    table.add_row("spacing", "{:g} x {:g} mm".format(*info["spacing_mm"]))
+    spacing = "{:g} x {:g} mm".format(*info["spacing_mm"])
+    table.add_row("spacing", f"{spacing} (from {info['spacing_source']})")
     for key in ("device", "scan_id", "patient_id"):
         table.add_row(key.replace("_", " "), str(info[key]) if info[key] is not None else "-")
-    for energy in ("low", "high"):
-        s = info[energy]
-        table.add_row(
-            f"{energy} energy", f"min {s['min']:.4f}  max {s['max']:.4f}  mean {s['mean']:.4f}"
-        )
+    for name, title in (("low", "low energy"), ("high", "high energy"), ("image", "image")):
+        s = info[name]
+        if s is not None:
+            table.add_row(title, f"min {s['min']:.4f}  max {s['max']:.4f}  mean {s['mean']:.4f}")
     table.add_row("reference", _reference_text(info))
     return table
 
 
-def run_info(paths: Sequence[Path | str], as_json: bool = False) -> int:
+def run_info(
+    paths: Sequence[Path | str],
+    as_json: bool = False,
+    spacing_mm: tuple[float, float] | float | None = None,
+) -> int:
     """Describe each scan on stdout; report each bad file on stderr as one line.
 
-    Returns 0 when every file was a valid scan, 2 when any was not.
+    `spacing_mm` is passed to `read_scan` (exported images without a pixel
+    size need it; it replaces any file's own). Returns 0 when every file was
+    a valid scan, 2 when any was not.
     """
     from rich.console import Console
 
@@ -104,7 +119,7 @@ def run_info(paths: Sequence[Path | str], as_json: bool = False) -> int:
     status = EXIT_OK
     for path in map(Path, paths):
         try:
-            scan = read_scan(path)
+            scan = read_scan(path, spacing_mm=spacing_mm)
         except ScanError as exc:
             message = " ".join(str(exc).split())
             prefix = "" if exc.source == str(path) else f"{path}: "

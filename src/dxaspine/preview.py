@@ -1,9 +1,10 @@
 """Preview images: the scan as a DXA viewer shows it, with labels overlaid.
 
-The display image is the scanner-style processed bone image Q = low - k*high,
-with k the soft-tissue attenuation ratio taken from the image itself (the
-median ratio over the darkest half of Q, where bone is absent), windowed
-between percentiles to 8 bits: bone bright, soft tissue grey, gas dark.
+The display image of a dual-energy scan is the scanner-style processed bone
+image Q = low - k*high, with k the soft-tissue attenuation ratio taken from
+the image itself (the median ratio over the darkest half of Q, where bone is
+absent), windowed between percentiles to 8 bits: bone bright, soft tissue
+grey, gas dark. A single-image scan already is that picture: its `image`.
 """
 
 from __future__ import annotations
@@ -21,15 +22,21 @@ def soft_tissue_ratio(scan: Scan) -> float:
     """k = low/high of soft tissue, estimated from the image's bone-free half.
 
     A first k from all pixels ranks them by Q = low - k*high; the darker half
-    of Q holds no bone, and its median ratio is the returned k.
+    of Q holds no bone, and its median ratio is the returned k. Needs both
+    energies: ValueError for a single-image scan.
     """
+    if not scan.is_dual_energy:
+        raise ValueError("the soft-tissue ratio needs both energies; this is a single image")
     ratio = scan.low / np.maximum(scan.high, 1e-6)
     q = scan.low - float(np.median(ratio)) * scan.high
     return float(np.median(ratio[q <= np.median(q)]))
 
 
 def bone_image(scan: Scan, k: float | None = None) -> np.ndarray:
-    """The processed bone image Q = low - k*high (float32); k from the image by default."""
+    """The processed bone image (float32): Q = low - k*high, k from the image by
+    default; for a single-image scan, its exported `image` (k is not used)."""
+    if not scan.is_dual_energy:
+        return np.asarray(scan.image, dtype=np.float32)
     k = soft_tissue_ratio(scan) if k is None else k
     return (scan.low - k * scan.high).astype(np.float32)
 

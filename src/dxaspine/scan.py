@@ -1,4 +1,5 @@
-"""The `Scan`: both energies of one DXA lumbar-spine acquisition, its pixel
+"""The `Scan`: one DXA lumbar-spine acquisition, either both energies
+(dual-energy) or the scanner's exported image (single-image), with its pixel
 spacing, metadata and optional reference data. Every reader returns one and
 every writer takes one, so validation lives here, once."""
 
@@ -26,30 +27,47 @@ class ScanError(ValueError):
 
 @dataclass
 class Scan:
-    """One DXA scan.
+    """One DXA scan, in one of two forms.
 
-    `low` and `high` are float32 log attenuations -ln(I/I0), rows x cols, row 0
-    cranial (T12 side). `spacing_mm` is (row, col) pixel spacing. `mask` is the
-    uint8 0/1 L1-L4 bone mask and `labels` the uint8 vertebra map (0 background,
-    1..4 = L1..L4), both optional. `meta` is JSON-serialisable: device profile,
-    ids, and for simulated scans the ground truth under "truth". `truth_maps`
-    holds optional simulator ground-truth images (areal densities, g/cm2).
+    - **dual-energy**: `low` and `high` are float32 log attenuations -ln(I/I0),
+      rows x cols. `image` may be present too (say, the scanner's export of
+      the same acquisition).
+    - **single-image**: only `image`, the scanner's exported picture (8-bit
+      DICOM or PNG) as float32 grey values in 0..1, as a viewer displays it:
+      MONOCHROME1 already undone. Usually bone bright; `meta["inverted"]` is
+      True when the image is known to be bone-dark, False when known
+      bone-bright, absent when unknown.
+
+    Row 0 is cranial (T12 side). `spacing_mm` is (row, col) pixel spacing,
+    always required. `mask` is the uint8 0/1 L1-L4 bone mask and `labels` the
+    uint8 vertebra map (0 background, 1..4 = L1..L4), both optional. `meta` is
+    JSON-serialisable: device profile, ids, and for simulated scans the ground
+    truth under "truth". `truth_maps` holds optional simulator ground-truth
+    images (areal densities, g/cm2).
     """
 
-    low: np.ndarray
-    high: np.ndarray
-    spacing_mm: tuple[float, float]
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    spacing_mm: tuple[float, float] = None  # type: ignore[assignment]  # required, validated
     meta: dict[str, Any] = field(default_factory=dict)
     mask: np.ndarray | None = None
     labels: np.ndarray | None = None
     truth_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    image: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     @property
+    def is_dual_energy(self) -> bool:
+        """True when both energies are present (BMD needs them)."""
+        return self.low is not None and self.high is not None
+
+    @property
     def shape(self) -> tuple[int, int]:
-        return (int(self.low.shape[0]), int(self.low.shape[1]))
+        pixels = self.low if self.low is not None else self.image
+        assert pixels is not None, "a validated scan has low or image"
+        return (int(pixels.shape[0]), int(pixels.shape[1]))
 
     @property
     def device(self) -> str | None:
@@ -78,44 +96,74 @@ class Scan:
     def validate(self, source: str = "") -> None:
         """Check types, shapes and values; raise ScanError(source, problem) on the first fault.
 
-        Normalises in place what is unambiguous (float energies to float32,
-        spacing to a tuple of floats, 0/1 or bool masks to uint8).
+        Normalises in place what is unambiguous (float energies and image to
+        float32, spacing to a tuple of floats, 0/1 or bool masks to uint8).
         """
         source = source or self.meta.get("source", "")
-        for name in ("low", "high"):
-            image = getattr(self, name)
-            if not isinstance(image, np.ndarray):
-                raise ScanError(source, f"'{name}' is not an array")
-            if image.ndim != 2:
+        if self.low is None and self.high is None:
+            if self.image is None:
                 raise ScanError(
-                    source, f"'{name}' must be 2-D (rows x cols), got shape {image.shape}"
+                    source,
+                    "a scan needs both energies ('low' and 'high') or one exported 'image'",
                 )
-            if not np.issubdtype(image.dtype, np.floating):
-                raise ScanError(
-                    source, f"'{name}' must hold floating-point log attenuations, got {image.dtype}"
-                )
-            if not np.isfinite(image).all():
-                raise ScanError(source, f"'{name}' contains NaN or infinite pixels")
-            setattr(self, name, image.astype(np.float32, copy=False))
-        if self.low.shape != self.high.shape:
+        elif self.low is None or self.high is None:
+            given, lacking = ("low", "high") if self.high is None else ("high", "low")
             raise ScanError(
-                source, f"energies differ in shape: low {self.low.shape} vs high {self.high.shape}"
+                source,
+                f"has '{given}' but no '{lacking}': a dual-energy scan needs both energies",
             )
-        if min(self.low.shape) < MIN_SIZE_PX:
+        else:
+            for name in ("low", "high"):
+                setattr(self, name, _check_float_image(getattr(self, name), name, source))
+            if self.low.shape != self.high.shape:
+                raise ScanError(
+                    source,
+                    f"energies differ in shape: low {self.low.shape} vs high {self.high.shape}",
+                )
+        if self.image is not None:
+            self.image = _check_float_image(self.image, "image", source)
+            if self.image.size and (self.image.min() < 0 or self.image.max() > 1):
+                raise ScanError(
+                    source,
+                    f"'image' grey values must lie in 0..1, got {self.image.min():g}.."
+                    f"{self.image.max():g} (divide 8-bit pixels by 255)",
+                )
+            if self.low is not None and self.image.shape != self.low.shape:
+                raise ScanError(
+                    source,
+                    f"'image' shape {self.image.shape} does not match the energies "
+                    f"{self.low.shape}",
+                )
+        shape = self.shape
+        if min(shape) < MIN_SIZE_PX:
             raise ScanError(
-                source, f"image {self.low.shape} is smaller than {MIN_SIZE_PX}x{MIN_SIZE_PX} pixels"
+                source, f"image {shape} is smaller than {MIN_SIZE_PX}x{MIN_SIZE_PX} pixels"
             )
         self.spacing_mm = _check_spacing(self.spacing_mm, source)
-        self.mask = _check_label_image(self.mask, "mask", self.low.shape, 1, source)
-        self.labels = _check_label_image(
-            self.labels, "labels", self.low.shape, max(VERTEBRAE), source
-        )
+        self.mask = _check_label_image(self.mask, "mask", shape, 1, source)
+        self.labels = _check_label_image(self.labels, "labels", shape, max(VERTEBRAE), source)
         for name, image in self.truth_maps.items():
-            if not isinstance(image, np.ndarray) or image.shape != self.low.shape:
+            if not isinstance(image, np.ndarray) or image.shape != shape:
                 raise ScanError(source, f"truth map '{name}' does not match the image shape")
 
 
+def _check_float_image(image: Any, name: str, source: str) -> np.ndarray:
+    """A 2-D finite floating image, as float32."""
+    if not isinstance(image, np.ndarray):
+        raise ScanError(source, f"'{name}' is not an array")
+    if image.ndim != 2:
+        raise ScanError(source, f"'{name}' must be 2-D (rows x cols), got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        what = "grey values in 0..1" if name == "image" else "log attenuations"
+        raise ScanError(source, f"'{name}' must hold floating-point {what}, got {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ScanError(source, f"'{name}' contains NaN or infinite pixels")
+    return image.astype(np.float32, copy=False)
+
+
 def _check_spacing(spacing: Any, source: str) -> tuple[float, float]:
+    if spacing is None:
+        raise ScanError(source, "spacing_mm is required: the (row, col) pixel spacing in mm")
     try:
         values = np.asarray(spacing, dtype=np.float64).ravel()
     except (TypeError, ValueError):

@@ -1,5 +1,6 @@
 """What every format module shares: building a Scan whose errors name the file,
-strict metadata JSON, 16-bit quantisation and all-or-nothing writes."""
+strict metadata JSON, 16-bit quantisation, grey-image conversion, the
+spacing argument and all-or-nothing writes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ import numpy as np
 from dxaspine.scan import Scan, ScanError
 
 U16_MAX = 65535
+U8_MAX = 255
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights (R, G, B): colour exports become grey as Pillow's "L" does."""
+SPACING_HINT = "pass the pixel size with --spacing-mm ROW,COL (Python: spacing_mm=(row, col))"
 _SOURCES: dict[int, frozenset[Path]] = {}
 
 
@@ -38,6 +43,62 @@ def build_scan(source: Path | str, inputs: tuple[Path, ...] = (), **fields: Any)
         _SOURCES[key] = frozenset(Path(p).resolve() for p in inputs)
         weakref.finalize(scan, _SOURCES.pop, key, None)
     return scan
+
+
+def spacing_argument(spacing_mm: Any, source: Path | str = "") -> tuple[float, float] | None:
+    """A caller's spacing: None, one number (square pixels) or (row, col) in mm, validated."""
+    if spacing_mm is None:
+        return None
+    values = np.asarray(spacing_mm, dtype=np.float64).ravel() if _numeric(spacing_mm) else None
+    if values is not None and values.size == 1:
+        values = np.repeat(values, 2)
+    if values is None or values.size != 2 or not np.isfinite(values).all() or (values <= 0).any():
+        raise ScanError(
+            str(source),
+            f"spacing_mm must be one or two positive numbers (row, col) in mm, got {spacing_mm!r}",
+        )
+    return (float(values[0]), float(values[1]))
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def override_spacing(
+    spacing: Any, meta: dict[str, Any], argument: tuple[float, float] | None
+) -> Any:
+    """The spacing to use: the caller's `argument` when given, else the file's.
+
+    With an argument, `meta` records `spacing_source` "argument" and the
+    file's own value as `file_spacing_mm` (None when the file had none).
+    """
+    if argument is None:
+        return spacing
+    meta["spacing_source"] = "argument"
+    meta["file_spacing_mm"] = None if spacing is None else np.asarray(spacing).tolist()
+    return argument
+
+
+def grey_from_pixels(pixels: np.ndarray, max_value: float, inverted: bool = False) -> np.ndarray:
+    """Stored pixels (rows, cols) or colour (rows, cols, 3 or 4) -> float32 grey in 0..1.
+
+    Colour becomes luma (LUMA_WEIGHTS; alpha ignored); `max_value` is the
+    stored value that means white; `inverted` flips the scale (MONOCHROME1).
+    """
+    values = np.asarray(pixels, dtype=np.float64)
+    if values.ndim == 3:
+        values = values[..., :3] @ np.asarray(LUMA_WEIGHTS)
+    grey = np.clip(values / max_value, 0.0, 1.0)
+    return (1.0 - grey if inverted else grey).astype(np.float32)
+
+
+def quantise_u8(image: np.ndarray) -> np.ndarray:
+    """Grey values in 0..1 -> uint8 0..255 (round to nearest): error at most 1/510."""
+    return np.clip(np.rint(np.asarray(image, np.float64) * U8_MAX), 0, U8_MAX).astype(np.uint8)
 
 
 def _plain(value: Any) -> Any:

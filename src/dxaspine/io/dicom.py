@@ -1,7 +1,9 @@
 """DICOM scans: one two-frame file (frame 1 low energy, frame 2 high energy) or a
 pair of single-frame files. Pixel values pass through RescaleSlope/Intercept
-to log attenuation. Masks and labels are not stored in DICOM: they travel as
-NPZ. The conventions are set out in docs/formats.md."""
+to log attenuation. A single-frame CR, DX or Secondary Capture file without
+an energy label is a scanner's exported image (io/dicom_image.py). Masks and
+labels are not stored in DICOM: they travel as NPZ. The conventions are set
+out in docs/formats.md."""
 
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from dxaspine.io._common import (
+    SPACING_HINT,
     atomic_write,
     build_scan,
     dumps_json,
     loads_meta,
     one_line,
+    override_spacing,
     quantise_u16,
 )
 from dxaspine.scan import Scan, ScanError
@@ -55,10 +59,21 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def read_dicom(path: Path | str) -> Scan:
-    """Read a two-frame DICOM scan (frame 1 low, frame 2 high unless FrameLabelVector says)."""
+def read_dicom(path: Path | str, spacing_mm: tuple[float, float] | None = None) -> Scan:
+    """Read one DICOM file: a two-frame dual-energy scan (frame 1 low, frame 2 high
+    unless FrameLabelVector says), or a single-frame exported image.
+
+    A single-frame file is an exported image when its ImageType names no
+    energy and its SOP class is CR, DX or Secondary Capture (see
+    dicom_image.read_dicom_image). `spacing_mm`, when given, replaces the
+    file's pixel spacing; meta records `spacing_source` "argument".
+    """
+    from dxaspine.io import dicom_image
+
     path = Path(path)
     ds = _load(path)
+    if _frame_count(ds) == 1 and _energy_label(ds) is None:
+        return dicom_image.read_dicom_image(ds, path, spacing_mm)
     frames = _frames(ds, path)
     if frames.shape[0] == 1:
         raise ScanError(
@@ -70,23 +85,26 @@ def read_dicom(path: Path | str) -> Scan:
         raise ScanError(str(path), f"has {frames.shape[0]} frames; a scan needs 2 (low, high)")
     labels = [str(v).upper() for v in _values(ds.get("FrameLabelVector"))]
     low, high = (1, 0) if labels == [HIGH_LABEL, LOW_LABEL] else (0, 1)
+    meta = dataset_meta(ds, path)
     return build_scan(
         path,
         (path,),
         low=frames[low],
         high=frames[high],
-        spacing_mm=_spacing(ds, path),
-        meta=_meta(ds, path),
+        spacing_mm=_spacing(ds, path, meta, spacing_mm),
+        meta=meta,
     )
 
 
-def read_dicom_pair(low_path: Path | str, high_path: Path | str) -> Scan:
+def read_dicom_pair(
+    low_path: Path | str, high_path: Path | str, spacing_mm: tuple[float, float] | None = None
+) -> Scan:
     """Read two single-frame DICOM files whose energies the caller states."""
     low_path, high_path = Path(low_path), Path(high_path)
-    return _pair_scan(low_path, _load(low_path), high_path, _load(high_path))
+    return _pair_scan(low_path, _load(low_path), high_path, _load(high_path), spacing_mm)
 
 
-def read_dicom_folder(folder: Path | str) -> Scan:
+def read_dicom_folder(folder: Path | str, spacing_mm: tuple[float, float] | None = None) -> Scan:
     """Read a folder holding exactly two single-frame DICOM files, one per energy.
 
     Which is which: ImageType containing LOW_ENERGY / HIGH_ENERGY decides;
@@ -120,11 +138,16 @@ def read_dicom_folder(folder: Path | str) -> Scan:
         )
     if swap:
         path_a, path_b, ds_a, ds_b = path_b, path_a, ds_b, ds_a
-    return _pair_scan(path_a, ds_a, path_b, ds_b, source=folder)
+    return _pair_scan(path_a, ds_a, path_b, ds_b, spacing_mm, source=folder)
 
 
 def _pair_scan(
-    low_path: Path, low_ds: Dataset, high_path: Path, high_ds: Dataset, source: Path | None = None
+    low_path: Path,
+    low_ds: Dataset,
+    high_path: Path,
+    high_ds: Dataset,
+    spacing_mm: tuple[float, float] | None = None,
+    source: Path | None = None,
 ) -> Scan:
     for path, ds, energy in ((low_path, low_ds, "low"), (high_path, high_ds, "high")):
         label = _energy_label(ds)
@@ -136,8 +159,11 @@ def _pair_scan(
     for path, frames in ((low_path, low), (high_path, high)):
         if frames.shape[0] != 1:
             raise ScanError(str(path), f"has {frames.shape[0]} frames; a pair needs single frames")
-    spacing = _spacing(low_ds, low_path)
-    if not np.allclose(spacing, _spacing(high_ds, high_path), rtol=1e-6, atol=0):
+    meta = dataset_meta(low_ds, low_path)
+    spacing = _spacing(low_ds, low_path, meta, spacing_mm)
+    if spacing_mm is None and not np.allclose(
+        spacing, _spacing(high_ds, high_path, {}, None), rtol=1e-6, atol=0
+    ):
         raise ScanError(str(high_path), f"pixel spacing differs from {low_path.name}")
     return build_scan(
         source or f"{low_path} + {high_path}",
@@ -145,7 +171,7 @@ def _pair_scan(
         low=low[0],
         high=high[0],
         spacing_mm=spacing,
-        meta=_meta(low_ds, low_path),
+        meta=meta,
     )
 
 
@@ -192,18 +218,40 @@ def _frames(ds: Dataset, path: Path) -> np.ndarray:
     return pixels * slope + intercept
 
 
-def _spacing(ds: Dataset, path: Path) -> tuple[float, ...]:
+def _frame_count(ds: Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def tag_spacing(ds: Dataset, path: Path) -> tuple[tuple[float, ...], str] | None:
+    """(spacing, keyword) from PixelSpacing, else ImagerPixelSpacing; None without either."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         values = _values(ds.get(keyword))
         if values:
             try:
-                return tuple(float(v) for v in values)
+                return tuple(float(v) for v in values), keyword
             except (TypeError, ValueError):
                 raise ScanError(str(path), f"{keyword} {values} is not numeric") from None
-    raise ScanError(str(path), "no PixelSpacing or ImagerPixelSpacing; pixel size unknown")
+    return None
 
 
-def _meta(ds: Dataset, path: Path) -> dict:
+def _spacing(
+    ds: Dataset, path: Path, meta: dict, argument: tuple[float, float] | None
+) -> tuple[float, ...]:
+    """A dual-energy file's spacing: the argument when given, else its spacing tag."""
+    found = tag_spacing(ds, path)
+    spacing = override_spacing(None if found is None else found[0], meta, argument)
+    if spacing is None:
+        raise ScanError(
+            str(path),
+            f"no PixelSpacing or ImagerPixelSpacing; pixel size unknown: {SPACING_HINT}",
+        )
+    return spacing
+
+
+def dataset_meta(ds: Dataset, path: Path) -> dict:
     """Metadata JSON from the private block; without it, what standard tags give."""
     try:
         value = ds.private_block(META_GROUP, META_CREATOR)[META_ELEMENT].value
@@ -240,27 +288,28 @@ def _uid_seed(scan: Scan, source: Path | str) -> str:
     """Scan id, or a digest of the content when there is none: same scan, same UIDs."""
     if scan.scan_id:
         return str(scan.scan_id)
-    digest = hashlib.sha256(scan.low.tobytes() + scan.high.tobytes())
+    digest = hashlib.sha256()
+    for pixels in (scan.low, scan.high, scan.image):
+        if pixels is not None:
+            digest.update(pixels.tobytes())
     digest.update(dumps_json([scan.spacing_mm, scan.meta], source).encode())
     return digest.hexdigest()
 
 
-def _dataset(
-    scan: Scan, pixels: np.ndarray, scale: float, offset: float, role: str, path: Path
-) -> Dataset:
-    """A Secondary Capture dataset for one file; role is 'both', 'low' or 'high'."""
+def base_dataset(scan: Scan, sop_class: str, role: str, path: Path) -> Dataset:
+    """What every file dxaspine writes shares: file meta, deterministic UIDs,
+    empty type-2 patient and study attributes, orientation and the metadata block.
+
+    `role` ('both', 'low', 'high' or 'image') keeps the instance UIDs apart.
+    """
     seed = _uid_seed(scan, path)
-    multi = role == "both"
-    sop_class = SecondaryCaptureImageStorage
-    if multi:
-        sop_class = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[seed, "instance", role])
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "SECONDARY"] + ([] if multi else [f"{role.upper()}_ENERGY"])
+    ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[seed, "study"])
@@ -271,11 +320,27 @@ def _dataset(
         setattr(ds, keyword, "")
     ds.PatientID = str(scan.patient_id or "")
     ds.SeriesNumber = 1
-    ds.InstanceNumber = {"both": 1, "low": 1, "high": 2}[role]
+    ds.InstanceNumber = {"high": 2}.get(role, 1)
     ds.PatientOrientation = ["L", "F"]
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = scan.shape
+    block = ds.private_block(META_GROUP, META_CREATOR, create=True)
+    block.add_new(META_ELEMENT, "UT", dumps_json(scan.meta, path))
+    return ds
+
+
+def _dataset(
+    scan: Scan, pixels: np.ndarray, scale: float, offset: float, role: str, path: Path
+) -> Dataset:
+    """A Secondary Capture dataset for one energy file; role is 'both', 'low' or 'high'."""
+    multi = role == "both"
+    sop_class = SecondaryCaptureImageStorage
+    if multi:
+        sop_class = MultiFrameGrayscaleWordSecondaryCaptureImageStorage
+    ds = base_dataset(scan, sop_class, role, path)
+    if not multi:
+        ds.ImageType = ["DERIVED", "SECONDARY", f"{role.upper()}_ENERGY"]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     if multi:
         ds.NumberOfFrames = pixels.shape[0]
@@ -285,17 +350,23 @@ def _dataset(
     ds.RescaleIntercept = format_number_as_ds(offset)
     ds.RescaleSlope = format_number_as_ds(scale)
     ds.RescaleType = "US"
-    block = ds.private_block(META_GROUP, META_CREATOR, create=True)
-    block.add_new(META_ELEMENT, "UT", dumps_json(scan.meta, path))
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     return ds
 
 
-def _writer(ds: Dataset) -> Callable[[BinaryIO], None]:
+def writer(ds: Dataset) -> Callable[[BinaryIO], None]:
     def write(handle: BinaryIO) -> None:
         pydicom.dcmwrite(handle, ds, enforce_file_format=True)
 
     return write
+
+
+def _require_dual_energy(scan: Scan, path: Path) -> None:
+    if not scan.is_dual_energy:
+        raise ValueError(
+            f"{path}: a single-image scan has no energies; write it with write_scan(..., "
+            "format='dicom') or dicom_image.write_dicom_image"
+        )
 
 
 def write_dicom(scan: Scan, path: Path | str) -> Path:
@@ -306,17 +377,19 @@ def write_dicom(scan: Scan, path: Path | str) -> Path:
     """
     path = Path(path)
     scan.validate(source=str(path))
+    _require_dual_energy(scan, path)
     pixels, scale, offset = quantise_u16(np.stack([scan.low, scan.high]), represent=_ds)
     ds = _dataset(scan, pixels, scale, offset, "both", path)
-    return atomic_write(scan, {path: _writer(ds)})[0]
+    return atomic_write(scan, {path: writer(ds)})[0]
 
 
 def write_dicom_pair(scan: Scan, low_path: Path | str, high_path: Path | str) -> list[Path]:
     """Write the energies as two single-frame files, ImageType LOW_ENERGY / HIGH_ENERGY."""
     paths = {"low": Path(low_path), "high": Path(high_path)}
     scan.validate(source=str(paths["low"]))
+    _require_dual_energy(scan, paths["low"])
     writers = {}
     for role, path in paths.items():
         pixels, scale, offset = quantise_u16(getattr(scan, role), represent=_ds)
-        writers[path] = _writer(_dataset(scan, pixels, scale, offset, role, path))
+        writers[path] = writer(_dataset(scan, pixels, scale, offset, role, path))
     return atomic_write(scan, writers)

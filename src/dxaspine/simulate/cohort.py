@@ -1,7 +1,9 @@
 """Simulating a cohort: N scans as NPZ files, a cohort.csv, optional previews.
 
 Scan i depends only on (seed, i), so `--jobs` changes the speed and never
-the bytes. Each file is written atomically; cohort.csv is written last.
+the bytes. With `export`, each scan is stored as the scanner's exported
+image instead (simulate/export.py), drawn from its own stream (seed, i,
+EXPORT_STREAM). Each file is written atomically; cohort.csv is written last.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from dxaspine.scan import Scan
 from dxaspine.simulate.case import VERTEBRA_NAMES, AnatomyRanges, ArtefactRates
+from dxaspine.simulate.export import ExportOptions, render_export
 from dxaspine.simulate.generate import RenderOptions, simulate_scan
 
 PREVIEW_SCANS_PER_MONTAGE = 8
 FLAG_NAMES = tuple(ArtefactRates.__dataclass_fields__)
 LUMBAR = tuple(name for name in VERTEBRA_NAMES if name.startswith("L") and name != "L5")
+EXPORT_STREAM = int.from_bytes(b"export", "big")
+"""Third seed word of the export generator: scan i's export uses [seed, i, EXPORT_STREAM]."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,14 @@ class CohortConfig:
     truth_maps: bool = False
     ranges: AnatomyRanges = field(default_factory=AnatomyRanges)
     rates: ArtefactRates = field(default_factory=ArtefactRates)
+    export: bool = False
+    """Store each scan as its single-image export (image + labels + meta) instead."""
+    export_options: ExportOptions = field(default_factory=ExportOptions)
+
+
+def export_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator that draws scan `index`'s export in cohort `seed`."""
+    return np.random.default_rng([seed, index, EXPORT_STREAM])
 
 
 def scan_file_name(scan: Scan) -> str:
@@ -47,12 +62,15 @@ def _simulate_and_write(args: tuple[CohortConfig, int, Path]) -> dict:
     config, index, out = args
     options = RenderOptions(truth_maps=config.truth_maps)
     scan = simulate_scan(config.seed, index, config.device, config.ranges, config.rates, options)
+    if config.export:
+        scan = render_export(scan, export_rng(config.seed, index), config.export_options)
     write_scan(scan, out / scan_file_name(scan))
     return cohort_row(scan)
 
 
 def cohort_row(scan: Scan) -> dict:
-    """One cohort.csv row: ids, patient, true BMD per vertebra, artefact flags."""
+    """One cohort.csv row: ids, patient, true BMD per vertebra, artefact flags, and
+    for exports the export's spacing, polarity, overlay and processing."""
     truth = scan.meta["truth"]
     row = {
         "scan_id": scan.scan_id,
@@ -72,6 +90,13 @@ def cohort_row(scan: Scan) -> dict:
         row[f"texture_hurst_{name}"] = truth["vertebrae"].get(name, {}).get("texture_hurst")
     for name in FLAG_NAMES:
         row[name] = int(truth["flags"][name])
+    export = scan.meta.get("export")
+    if export is not None:
+        row["export_spacing_row_mm"] = export["spacing_mm"][0]
+        row["export_spacing_col_mm"] = export["spacing_mm"][1]
+        row["export_inverted"] = int(export["inverted"])
+        row["export_overlay"] = int(export["overlay"] is not None)
+        row["export_processing"] = export["processing"]["kind"]
     return row
 
 
