@@ -76,17 +76,24 @@ def test_score_rejects_bad_input_with_one_line(scan_file: Path, tmp_path: Path):
     assert result.exit_code == 2 and "missing.npz" in result.output
 
 
-def test_score_without_device_needs_calibration(scan, tmp_path: Path):
+def test_score_without_device_reports_bmd_unavailable(scan, tmp_path: Path):
     import dataclasses
+    import json
 
     bare = dataclasses.replace(scan, meta={"scan_id": "bare"})
     path = write_scan(bare, tmp_path / "bare.npz")[0]
-    result = runner.invoke(app, ["score", str(path)])
-    assert result.exit_code == 2 and "--calibration" in result.output
+    result = runner.invoke(app, ["score", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert "--calibration" in report["bmd_note"]
+    assert report["total"]["bmd_g_cm2"] is None and report["who_category"] == "unknown"
+    assert report["total"]["area_cm2"] > 0
+    assert all("tbs_uncalibrated" in v["flags"] for v in report["vertebrae"])
     calibration = tmp_path / "cal.json"
     device_calibration("hologic-like").to_json(calibration)
-    result = runner.invoke(app, ["score", str(path), "--calibration", str(calibration)])
+    result = runner.invoke(app, ["score", str(path), "--calibration", str(calibration), "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["total"]["bmd_g_cm2"] > 0
 
 
 def test_calibrate_fits_shipped_table(tmp_path: Path):
@@ -113,3 +120,20 @@ def _shipped_text(device: str) -> str:
     from dxaspine.simulate.devices import get_device
 
     return shipped_calibration_path(get_device(device)).read_text(encoding="utf-8")
+
+
+def test_single_image_scan_gets_areas_and_flagged_tbs_but_no_bmd(scan):
+    from dxaspine.report import scores_to_dict
+    from dxaspine.scan import Scan
+
+    grey = (scan.low - scan.low.min()) / (scan.low.max() - scan.low.min())
+    single = Scan(image=grey.astype(np.float32), spacing_mm=scan.spacing_mm, labels=scan.labels)
+    report = scores_to_dict(single, single.labels, device_calibration("hologic-like"))
+    assert "single exported image" in report["bmd_note"]
+    assert report["total"]["bmd_g_cm2"] is None and report["total"]["t_score"] is None
+    present = sorted(set(np.unique(scan.labels).tolist()) - {0})
+    assert [v["name"] for v in report["vertebrae"]] == [f"L{i}" for i in present]
+    assert report["vertebrae"][0]["area_cm2"] == pytest.approx(
+        (scan.labels == 1).sum() * scan.pixel_area_cm2, rel=1e-3
+    )
+    assert all("tbs_uncalibrated" in v["flags"] for v in report["vertebrae"])

@@ -309,8 +309,11 @@ def baseline_segmentation(scan: Scan, k: float | None = None) -> np.ndarray:
     from the bottom is less reliable; the iliac-crest rule of scanners (L4 =
     first vertebra above the crests) is not implemented. Raises
     ValueError when no bone column or fewer than four complete vertebrae are
-    found.
+    found, or for a single-image scan (the baseline types points on Q, which
+    needs both energies).
     """
+    if not scan.is_dual_energy:
+        raise ValueError("the scanner-style baseline needs both energies; this is a single image")
     k = soft_tissue_k(scan) if k is None else float(k)
     q = (scan.low - k * scan.high).astype(np.float64)
     sy, sx = scan.spacing_mm

@@ -59,7 +59,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
                 for p in path.rglob("*")
                 if p.is_file()
                 and p.suffix.lower() in (".npz", ".dcm", ".dicom", ".png", ".tif", ".tiff")
-                and not p.stem.endswith("_high")
+                and not p.stem.endswith(("_high", "_labels", "_mask"))
             )
             files.extend(found)
         else:
@@ -95,7 +95,7 @@ def score_segmentation(scan: Scan, segmentation: Segmentation, options: SegmentO
     calibration = None
     if options.calibration is not None:
         calibration = Calibration.from_json(options.calibration)
-    elif scan.device:
+    elif scan.device and scan.is_dual_energy:
         try:
             calibration = device_calibration(scan.device)
         except (KeyError, ValueError):
@@ -133,11 +133,7 @@ def segment_files(
     rows = []
     for path in inputs:
         try:
-            scan = (
-                read_scan(path, spacing_mm=options.spacing_mm)
-                if options.spacing_mm
-                else read_scan(path)
-            )
+            scan = read_scan(path, spacing_mm=options.spacing_mm)
             segmentation = predictor.segment(scan)
             written, report = _write_outputs(path, scan, segmentation, out_dir, options)
             result.outputs[str(path)] = written

@@ -32,11 +32,19 @@ def fail(message: str) -> typer.Exit:
 def info(
     scans: Annotated[list[Path], typer.Argument(help="Scan files (NPZ, DICOM, PNG/TIFF pairs).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    spacing_mm: Annotated[
+        str | None,
+        typer.Option(help="Pixel spacing 'row,col' (mm); overrides the file's, if any."),
+    ] = None,
 ) -> None:
     """Validate scans and print shape, spacing, device, value ranges and reference data."""
     from dxaspine.info import run_info
 
-    raise typer.Exit(run_info(scans, as_json=as_json))
+    try:
+        spacing = _parse_spacing(spacing_mm)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(run_info(scans, as_json=as_json, spacing_mm=spacing))
 
 
 @app.command()
@@ -52,6 +60,12 @@ def simulate(
     truth_maps: Annotated[
         bool, typer.Option("--truth-maps", help="Store ground-truth density maps in each NPZ.")
     ] = False,
+    export: Annotated[
+        bool,
+        typer.Option(
+            "--export", help="Write each scan as the scanner's exported 8-bit image instead."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Simulate a cohort of DXA lumbar-spine scans with exact ground truth."""
@@ -63,7 +77,13 @@ def simulate(
     if out.exists() and not out.is_dir():
         raise fail(f"{out}: exists and is not a folder")
     config = CohortConfig(
-        n_scans=n, seed=seed, device=device, jobs=jobs, preview=preview, truth_maps=truth_maps
+        n_scans=n,
+        seed=seed,
+        device=device,
+        jobs=jobs,
+        preview=preview,
+        truth_maps=truth_maps,
+        export=export,
     )
     summary = simulate_cohort(config, out, show_progress=not quiet)
     typer.echo(summary)
@@ -100,7 +120,9 @@ def calibrate(
 
 @app.command()
 def score(
-    scan_path: Annotated[Path, typer.Argument(metavar="SCAN", help="A dual-energy scan file.")],
+    scan_path: Annotated[
+        Path, typer.Argument(metavar="SCAN", help="A scan file (dual-energy or single image).")
+    ],
     mask: Annotated[
         Path | None,
         typer.Option(help="Labels or mask (NPZ, PNG, TIFF); default: the scan's own."),
@@ -110,6 +132,10 @@ def score(
     ] = None,
     age: Annotated[float | None, typer.Option(help="Age in years, for the Z-score.")] = None,
     sex: Annotated[str | None, typer.Option(help="F or M, for the Z-score.")] = None,
+    spacing_mm: Annotated[
+        str | None,
+        typer.Option(help="Pixel spacing 'row,col' (mm); overrides the file's, if any."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """BMD, T- and Z-scores, TBS per vertebra L1-L4 and in total, for one scan and mask."""
@@ -121,18 +147,17 @@ def score(
     from dxaspine.scores import Calibration, device_calibration
 
     try:
-        scan = read_scan(scan_path)
+        scan = read_scan(scan_path, spacing_mm=_parse_spacing(spacing_mm))
         labels = read_labels(mask, scan.shape) if mask else scan.labels
         if labels is None and scan.mask is not None:
             labels = scan.mask
         if labels is None:
             raise ScanError(str(scan_path), "carries no mask or labels; pass --mask")
+        cal = None
         if calibration is not None:
             cal = Calibration.from_json(calibration)
-        elif scan.device:
+        elif scan.device and scan.is_dual_energy:
             cal = device_calibration(scan.device)
-        else:
-            raise ScanError(str(scan_path), "has no device profile; pass --calibration")
         if sex is not None and sex not in ("F", "M"):
             raise ScanError("", f"--sex must be F or M, got {sex!r}")
         result = scores_to_dict(scan, labels, cal, age, sex)
@@ -218,7 +243,8 @@ def segment(
         Path | None, typer.Option(help="Calibration JSON for BMD; default: the device profile's.")
     ] = None,
     spacing_mm: Annotated[
-        str | None, typer.Option(help="Pixel spacing 'row,col' (mm) for files without it.")
+        str | None,
+        typer.Option(help="Pixel spacing 'row,col' (mm); overrides the file's, if any."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress or tables.")] = False,
