@@ -199,6 +199,9 @@ def train(
         Path | None, typer.Option(help="JSON with train/val/test lists of scan ids.")
     ] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for PyTorch (default: all).")
+    ] = None,
     name: Annotated[str, typer.Option(help="Model name stored in the model file.")] = "dxaspine",
     resume: Annotated[bool, typer.Option(help="Continue the run in --run.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -225,6 +228,7 @@ def train(
             patience=patience,
             max_val_scans=max_val_scans,
             seed=seed,
+            threads=threads,
         )
         best = run_training(scans, run, config, split, resume=resume, quiet=quiet, name=name)
     except (ScanError, ValueError, OSError) as exc:
