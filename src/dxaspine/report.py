@@ -42,7 +42,7 @@ def scores_to_dict(
     from dxaspine.baseline import label_vertebrae
 
     labels = np.asarray(labels, dtype=np.uint8)
-    split = bool(labels.max() <= 1)
+    split = bool(labels.max() == 1)
     if split:
         labels = label_vertebrae(labels, scan)
     dual_energy = getattr(scan, "is_dual_energy", True)
