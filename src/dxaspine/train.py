@@ -406,7 +406,8 @@ def train(
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        fields = list(dict.fromkeys(key for row in history for key in row))
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(history)
     temporary.replace(path)
