@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dxaspine simulate --n 4 --seed 0 --device hologic-like --out demo_out --preview
 	$(BIN)/dxaspine info demo_out/*.npz
+	$(BIN)/dxaspine segment demo_out/*.npz --out demo_out/segmented
+	$(BIN)/dxaspine score demo_out/s0-00000.npz --mask demo_out/segmented/s0-00000_labels.npz
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -27,7 +29,8 @@ bench: $(STAMP)
 
 # The shipped models: simulate the training cohort (1182 scans, both device
 # profiles, the published study's size), train, and copy the best weights
-# into the package. About 1-2 hours on a 2-core CPU. Test cohorts in
+# into the package. About 1-2 hours on a 2-core CPU; the dual-energy and
+# single-image runs can go in parallel with --threads 1 each. Test cohorts in
 # benchmarks/ use other seeds.
 COHORT := build/cohort
 model: $(STAMP)
@@ -36,6 +39,12 @@ model: $(STAMP)
 	$(BIN)/dxaspine train $(COHORT) --run build/runs/dual_energy --epochs 30 --max-val-scans 100 \
 		--name "dual-energy dualpath-8"
 	$(BIN)/python scripts/ship_model.py build/runs/dual_energy/best.pt dual-energy
+	$(BIN)/dxaspine simulate --export --n 591 --seed 1001 --device hologic-like --out $(COHORT)_export/hologic-like --jobs 2 --quiet
+	$(BIN)/dxaspine simulate --export --n 591 --seed 1002 --device lunar-like --out $(COHORT)_export/lunar-like --jobs 2 --quiet
+	$(BIN)/dxaspine train $(COHORT)_export --run build/runs/single_image --architecture unet \
+		--inputs image --base-filters 16 --invert --epochs 30 --max-val-scans 100 \
+		--name "single-image unet-16"
+	$(BIN)/python scripts/ship_model.py build/runs/single_image/best.pt single-image
 
 # Regenerate the shipped spectra/attenuation/calibration tables (needs the `physics` extra).
 tables: $(STAMP)
