@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=170)
 
     models = dict(item.split("=", 1) for item in args.model) or {
         "dxaspine": str(shipped_model_path("dual-energy"))

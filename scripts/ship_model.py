@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from torch.torch_version import TorchVersion
-
 from dxaspine.infer import SHIPPED_MODELS, load_model, shipped_model_path
 
 
@@ -24,9 +21,7 @@ def main() -> None:
     parser.add_argument("kind", choices=sorted(SHIPPED_MODELS))
     parser.add_argument("--recipe", default="make model", help="command that trained it")
     args = parser.parse_args()
-    # Runs started before versions were stored as plain strings hold a TorchVersion.
-    with torch.serialization.safe_globals([TorchVersion]):
-        model = load_model(args.best)
+    model = load_model(args.best)
     model.info = {**model.info, "kind": args.kind, "recipe": args.recipe}
     model.info["versions"] = {k: str(v) for k, v in model.info.get("versions", {}).items()}
     path = model.save(shipped_model_path(args.kind), half=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.torch_version import TorchVersion
 
 from dxaspine import __version__
 from dxaspine.network import NetworkConfig, build_model
@@ -77,7 +78,9 @@ def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
     if path.suffix.lower() == ".onnx":
         return _load_onnx(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # TorchVersion: a str subclass that files from before 0.2 hold in their info.
+        with torch.serialization.safe_globals([TorchVersion]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a dxaspine model file ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
