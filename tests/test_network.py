@@ -16,11 +16,12 @@ from dxaspine.preprocess import Preprocessing
 
 CONFIGS = [
     NetworkConfig("dualpath", ("low", "high"), base_filters=4, levels=3),
+    NetworkConfig("dualpath", ("low", "high"), base_filters=4, levels=3, skip_merge="concat"),
     NetworkConfig("unet", ("low",), base_filters=4, levels=3),
     NetworkConfig("unet", ("low", "high"), base_filters=4, levels=3),
     NetworkConfig("unet", ("image",), base_filters=4, levels=3),
 ]
-IDS = ["dualpath", "unet-low", "unet-stacked", "unet-image"]
+IDS = ["dualpath", "dualpath-concat", "unet-low", "unet-stacked", "unet-image"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
@@ -59,7 +60,7 @@ def test_padding_does_not_change_an_already_padded_input():
 def test_dual_path_has_one_encoder_per_input_and_is_registered():
     model = build_model(CONFIGS[0])
     assert len(model.encoders[0]) == 2
-    assert count_parameters(model) > count_parameters(build_model(CONFIGS[2])) / 10
+    assert count_parameters(model) > count_parameters(build_model(CONFIGS[3])) / 10
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,7 @@ def test_dual_path_has_one_encoder_per_input_and_is_registered():
         {"inputs": ("low",)},  # dual path needs two inputs
         {"inputs": ("low", "kv")},
         {"base_filters": 0},
+        {"skip_merge": "sum"},
     ],
 )
 def test_bad_configs_are_refused(kwargs):

@@ -184,6 +184,9 @@ def train(
         str, typer.Option(help="Comma-separated network inputs: low, high or image.")
     ] = "low,high",
     base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 8,
+    skip_merge: Annotated[
+        str, typer.Option(help="Dual path decoder skips: mean (IVD-Net) or concat.")
+    ] = "mean",
     epochs: Annotated[int, typer.Option(min=1)] = 40,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 1e-3,
@@ -219,6 +222,7 @@ def train(
                 architecture=architecture,
                 inputs=tuple(i.strip() for i in inputs.split(",") if i.strip()),
                 base_filters=base_filters,
+                skip_merge=skip_merge,
             ),
             preprocessing=Preprocessing(spacing_mm=spacing_mm),
             augment=AugmentConfig(invert=invert),

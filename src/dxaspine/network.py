@@ -42,6 +42,10 @@ class NetworkConfig:
     base_filters: int = 8
     levels: int = 4
     n_classes: int = N_CLASSES
+    skip_merge: str = "mean"
+    """Dual path only: "mean" merges the decoder skip as in IVD-Net (average of
+    the upsampled features and every path's encoder output); "concat" stacks
+    them and lets the decoder block weigh them (as a U-Net does)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -54,6 +58,8 @@ class NetworkConfig:
             raise ValueError(f"inputs must be a non-empty subset of {INPUTS}, got {self.inputs}")
         if self.architecture == "dualpath" and len(self.inputs) < 2:
             raise ValueError("the dual-path network needs at least two inputs (one path each)")
+        if self.skip_merge not in ("mean", "concat"):
+            raise ValueError(f"skip_merge must be 'mean' or 'concat', got {self.skip_merge!r}")
         if self.base_filters < 1 or not 1 <= self.levels <= 6:
             raise ValueError("base_filters must be >= 1 and levels in 1..6")
 
@@ -159,8 +165,10 @@ class DualPathNet(_PaddedNetwork):
             nn.ConvTranspose2d(config.filters(level + 1), config.filters(level), 2, stride=2)
             for level in range(levels)
         )
+        merged = 1 if config.skip_merge == "mean" else 1 + paths
         self.decoders = nn.ModuleList(
-            InceptionBlock(config.filters(level), config.filters(level)) for level in range(levels)
+            InceptionBlock(merged * config.filters(level), config.filters(level))
+            for level in range(levels)
         )
         self.head = nn.Conv2d(config.filters(0), config.n_classes, 1)
 
@@ -177,7 +185,10 @@ class DualPathNet(_PaddedNetwork):
         features = self.bridge(torch.cat(path_inputs, dim=1))
         for level in reversed(range(self.config.levels)):
             up = self.upsamples[level](features)
-            skip = torch.stack([up, *skips[level]], dim=0).mean(dim=0)
+            if self.config.skip_merge == "mean":
+                skip = torch.stack([up, *skips[level]], dim=0).mean(dim=0)
+            else:
+                skip = torch.cat([up, *skips[level]], dim=1)
             features = self.decoders[level](skip)
         return self.head(features)
 
