@@ -81,3 +81,17 @@ def test_segment_all_good_exits_zero_and_bad_options_exit_two(tiny_model, make_s
         ],
     )
     assert nothing.exit_code != 0
+
+
+def test_dicom_input_gets_a_dicom_seg_matching_the_labels(tiny_model, make_scan, tmp_path):
+    from dxaspine.io.seg import read_dicom_seg
+
+    path = write_scan(make_scan(), tmp_path / "scan.dcm", format="dicom")[0]
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["segment", str(path), "--out", str(out), "--model", str(tiny_model), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    labels = np.asarray(Image.open(out / "test-0000_labels.png"))
+    assert labels.any()  # the seeded tiny model labels something
+    np.testing.assert_array_equal(read_dicom_seg(out / "test-0000_seg.dcm"), labels)
