@@ -37,12 +37,12 @@ model: $(STAMP)
 	$(BIN)/dxaspine simulate --n 591 --seed 1001 --device hologic-like --out $(COHORT)/hologic-like --jobs 2 --quiet
 	$(BIN)/dxaspine simulate --n 591 --seed 1002 --device lunar-like --out $(COHORT)/lunar-like --jobs 2 --quiet
 	$(BIN)/dxaspine train $(COHORT) --run build/runs/dual_energy --epochs 30 --max-val-scans 100 \
-		--name "dual-energy dualpath-8"
+		--threads 1 --name "dual-energy dualpath-8 concat"
 	$(BIN)/python scripts/ship_model.py build/runs/dual_energy/best.pt dual-energy
 	$(BIN)/dxaspine simulate --export --n 591 --seed 1001 --device hologic-like --out $(COHORT)_export/hologic-like --jobs 2 --quiet
 	$(BIN)/dxaspine simulate --export --n 591 --seed 1002 --device lunar-like --out $(COHORT)_export/lunar-like --jobs 2 --quiet
 	$(BIN)/dxaspine train $(COHORT)_export --run build/runs/single_image --architecture unet \
-		--inputs image --base-filters 16 --invert --epochs 30 --max-val-scans 100 \
+		--inputs image --base-filters 16 --invert --epochs 30 --max-val-scans 100 --threads 1 \
 		--name "single-image unet-16"
 	$(BIN)/python scripts/ship_model.py build/runs/single_image/best.pt single-image
 

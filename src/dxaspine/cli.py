@@ -185,8 +185,8 @@ def train(
     ] = "low,high",
     base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 8,
     skip_merge: Annotated[
-        str, typer.Option(help="Dual path decoder skips: mean (IVD-Net) or concat.")
-    ] = "mean",
+        str, typer.Option(help="Dual path decoder skips: concat, or mean (IVD-Net's).")
+    ] = "concat",
     epochs: Annotated[int, typer.Option(min=1)] = 40,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 1e-3,

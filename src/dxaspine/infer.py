@@ -85,7 +85,8 @@ def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
         raise ValueError(f"{path}: not a dxaspine model file ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: not a dxaspine model file (expected format {MODEL_FORMAT})")
-    network = NetworkConfig(**payload["network"])
+    # Files written before `skip_merge` existed used the mean merge.
+    network = NetworkConfig(**{"skip_merge": "mean", **payload["network"]})
     module = build_model(network)
     module.load_state_dict(
         {

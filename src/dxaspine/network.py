@@ -42,10 +42,13 @@ class NetworkConfig:
     base_filters: int = 8
     levels: int = 4
     n_classes: int = N_CLASSES
-    skip_merge: str = "mean"
+    skip_merge: str = "concat"
     """Dual path only: "mean" merges the decoder skip as in IVD-Net (average of
     the upsampled features and every path's encoder output); "concat" stacks
-    them and lets the decoder block weigh them (as a U-Net does)."""
+    them and lets the decoder block weigh them (as a U-Net does). The default
+    is "concat": at the CPU size (8 filters) our "mean" runs never learned to
+    tell L3 from L4 (L3 Dice 0.0 after 4 epochs, 0.01 after 20), "concat"
+    learned all four by epoch 4."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
