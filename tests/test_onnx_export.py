@@ -21,6 +21,10 @@ CONFIGS = {
     "dualpath": NetworkConfig("dualpath", ("low", "high"), base_filters=4, levels=3),
     "unet-low": NetworkConfig("unet", ("low",), base_filters=4, levels=3),
     "unet-low-high": NetworkConfig("unet", ("low", "high"), base_filters=4, levels=3),
+    "dualpath-mean": NetworkConfig(
+        "dualpath", ("low", "high"), base_filters=4, levels=3, skip_merge="mean"
+    ),
+    "unet-image": NetworkConfig("unet", ("image",), base_filters=4, levels=3),
 }
 SIZES = [(64, 48), (40, 96)]
 """Two (rows, cols) pairs, multiples of the divisor 8, neither the export example."""
