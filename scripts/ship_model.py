@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="make model", help="command that trained it")
     args = parser.parse_args()
     model = load_model(args.best)
-    model.info = {**model.info, "kind": args.kind, "recipe": args.recipe}
+    network = model.network
+    name = f"{args.kind} {network.architecture}-{network.base_filters} ({','.join(network.inputs)})"
+    model.info = {**model.info, "name": name, "kind": args.kind, "recipe": args.recipe}
     model.info["versions"] = {k: str(v) for k, v in model.info.get("versions", {}).items()}
     path = model.save(shipped_model_path(args.kind), half=True)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {model.info}")
