@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from dxaspine.infer import Predictor, Segmentation, versions
+from dxaspine.io._common import write_file_atomic
 from dxaspine.scan import Scan, ScanError
 
 CSV_VERTEBRA_FIELDS = ("area_cm2", "bmd_g_cm2", "t_score", "tbs")
@@ -71,13 +72,6 @@ def _png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _write_bytes(path: Path, data: bytes) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-    return path
 
 
 def overlay_image(scan: Scan, labels: np.ndarray) -> np.ndarray:
@@ -150,7 +144,7 @@ def segment_files(
         writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-        _write_bytes(out_dir / "scores.csv", buffer.getvalue().encode())
+        write_file_atomic(out_dir / "scores.csv", buffer.getvalue().encode())
     run = {
         "inputs": [str(p) for p in inputs],
         "outputs": result.outputs,
@@ -159,7 +153,7 @@ def segment_files(
         "versions": versions(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _write_bytes(out_dir / "segment.json", (json.dumps(run, indent=2) + "\n").encode())
+    write_file_atomic(out_dir / "segment.json", (json.dumps(run, indent=2) + "\n").encode())
     return result
 
 
@@ -169,13 +163,15 @@ def _write_outputs(
     stem = segmentation.scan_id or source.stem
     written: dict[str, Any] = {}
     labels = segmentation.labels
-    written["labels_png"] = str(_write_bytes(out_dir / f"{stem}_labels.png", _png_bytes(labels)))
+    path = write_file_atomic(out_dir / f"{stem}_labels.png", _png_bytes(labels))
+    written["labels_png"] = str(path)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, labels=labels, spacing_mm=np.asarray(scan.spacing_mm))
-    written["labels_npz"] = str(_write_bytes(out_dir / f"{stem}_labels.npz", buffer.getvalue()))
+    path = write_file_atomic(out_dir / f"{stem}_labels.npz", buffer.getvalue())
+    written["labels_npz"] = str(path)
     if options.write_overlay:
         image = _png_bytes(overlay_image(scan, labels))
-        written["overlay_png"] = str(_write_bytes(out_dir / f"{stem}_overlay.png", image))
+        written["overlay_png"] = str(write_file_atomic(out_dir / f"{stem}_overlay.png", image))
     if options.write_seg and _is_dicom(source) and labels.any():
         from dxaspine.io.seg import write_dicom_seg
 
@@ -187,7 +183,7 @@ def _write_outputs(
     report["model"] = segmentation.model
     report["seconds"] = segmentation.seconds
     text = json.dumps(report, indent=2) + "\n"
-    written["scores_json"] = str(_write_bytes(out_dir / f"{stem}_scores.json", text.encode()))
+    written["scores_json"] = str(write_file_atomic(out_dir / f"{stem}_scores.json", text.encode()))
     return written, report
 
 

@@ -9,6 +9,7 @@ and last.pt (weights, optimiser and random state to resume from).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import random
@@ -22,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from dxaspine.infer import SegmentationModel, predict_probabilities, versions
+from dxaspine.io._common import write_file_atomic
 from dxaspine.labels import VERTEBRAE
 from dxaspine.metrics import dice
 from dxaspine.network import LossConfig, NetworkConfig, build_model, soft_dice_loss
@@ -226,9 +228,7 @@ def read_split(path: Path) -> dict[str, list[str]]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    temporary.replace(path)
+    write_file_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def train(
@@ -404,10 +404,9 @@ def train(
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
-        fields = list(dict.fromkeys(key for row in history for key in row))
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(history)
-    temporary.replace(path)
+    buffer = io.StringIO()
+    fields = list(dict.fromkeys(key for row in history for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(history)
+    write_file_atomic(path, buffer.getvalue())

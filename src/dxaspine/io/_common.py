@@ -193,3 +193,13 @@ def atomic_write(scan: Scan, writers: Mapping[Path, Callable[[BinaryIO], None]])
             temporary.unlink(missing_ok=True)
         raise
     return targets
+
+
+def write_file_atomic(path: Path, data: bytes | str) -> Path:
+    """Write bytes or UTF-8 text to `path` through a temporary file beside it,
+    so a reader never sees half a file and an interruption leaves the old one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temporary.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(temporary, path)
+    return path

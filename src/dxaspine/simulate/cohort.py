@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dxaspine.io._common import write_file_atomic
 from dxaspine.scan import Scan
 from dxaspine.simulate.case import VERTEBRA_NAMES, AnatomyRanges, ArtefactRates
 from dxaspine.simulate.export import ExportOptions, render_export
@@ -100,12 +100,6 @@ def cohort_row(scan: Scan) -> dict:
     return row
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def simulate_cohort(config: CohortConfig, out: Path, show_progress: bool = True) -> str:
     """Simulate `config.n_scans` scans into `out`; return a one-line summary."""
     from rich.progress import Progress
@@ -129,7 +123,7 @@ def simulate_cohort(config: CohortConfig, out: Path, show_progress: bool = True)
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text_atomic(out / "cohort.csv", buffer.getvalue())
+    write_file_atomic(out / "cohort.csv", buffer.getvalue())
     if config.preview:
         write_previews(out, [row["file"] for row in rows])
     seconds = time.perf_counter() - start
