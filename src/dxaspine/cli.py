@@ -294,6 +294,50 @@ def segment(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command()
+def evaluate(
+    pred_dir: Annotated[Path, typer.Argument(help="Predictions: <id>_labels.npz/.png.")],
+    ref_dir: Annotated[Path, typer.Argument(help="Reference scans with L1-L4 labels.")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")],
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration JSON; default: each scan's device profile.")
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Also score the scanner-style baseline segmentation.")
+    ] = True,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for 95% CIs.")] = 1000,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Compare predictions with reference labels: overlap, BMD/TBS agreement, vs the baseline."""
+    from rich.progress import Progress
+
+    from dxaspine.evaluate import evaluate_cohort, pair_cohort
+
+    try:
+        n_scans = len(pair_cohort(pred_dir, ref_dir))
+        with Progress(disable=quiet, transient=True) as progress:
+            task = progress.add_task("evaluating", total=n_scans)
+            summary = evaluate_cohort(
+                pred_dir,
+                ref_dir,
+                out,
+                calibration=calibration,
+                with_baseline=baseline,
+                n_bootstrap=bootstrap,
+                seed=seed,
+                progress=lambda _scan_id: progress.advance(task),
+            )
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    overlap = summary["overlap"]["dxaspine"]["dice"]
+    typer.echo(
+        f"evaluated {summary['counts']['scans']} scans into {out}: "
+        f"Dice {overlap['mean']:.4f} (SD {overlap['sd']:.4f})"
+        + (" [simulated scans]" if summary.get("simulated") else "")
+    )
+
+
 @app.command("export-onnx")
 def export_onnx(
     out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
