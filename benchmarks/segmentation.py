@@ -31,7 +31,8 @@ from rich.table import Table
 from dxaspine import __version__
 from dxaspine.baseline import baseline_segmentation
 from dxaspine.evaluate import agreement, mean_sd, overlap_metrics
-from dxaspine.infer import Predictor, shipped_model_path
+from dxaspine.infer import Predictor, load_model, shipped_model_path
+from dxaspine.network import count_parameters
 from dxaspine.report import scores_to_dict
 from dxaspine.scan import ScanError
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
@@ -170,6 +171,38 @@ def evaluate_single_image(path: Path | None, scans: list, console: Console) -> d
     } | {"seconds_per_scan_median": statistics.median(seconds)}
 
 
+def describe(path: str) -> dict:
+    """What a compared model is: file, network settings, size, provenance."""
+    model = load_model(path, "cpu")
+    return {
+        "path": path,
+        "name": model.name,
+        "network": model.network.to_dict(),
+        "parameters": count_parameters(model.module),
+        "info": {k: v for k, v in model.info.items() if k != "name"},
+    }
+
+
+def targets_met(results: dict, method: str) -> dict:
+    """Each issue target against the first model's figures on all test scans."""
+    s = results["summary"]["all"][method]
+    seconds = results["seconds_per_scan_median"][method]["segment_and_score"]
+    figures = {
+        "dice": (s["dice"]["mean"], s["dice"]["mean"] >= TARGETS["dice"]),
+        "hausdorff_mm": (s["hausdorff_mm"]["mean"], s["hausdorff_mm"]["mean"] < 5.0),
+        "bmd_rmsd_percent": (
+            s["bmd_agreement"]["rmsd_percent"],
+            s["bmd_agreement"]["rmsd_percent"] < TARGETS["bmd_rmsd_percent"],
+        ),
+        "tbs_rmsd_percent": (
+            s["tbs_agreement"]["rmsd_percent"],
+            s["tbs_agreement"]["rmsd_percent"] < TARGETS["tbs_rmsd_percent"],
+        ),
+        "seconds_per_scan": (seconds, seconds < 0.2),
+    }
+    return {key: {"value": value, "met": bool(met)} for key, (value, met) in figures.items()}
+
+
 def print_tables(results: dict, console: Console) -> None:
     for group, methods in results["summary"].items():
         table = Table(title=f"SIMULATED test scans: {group}")
@@ -203,6 +236,7 @@ def print_tables(results: dict, console: Console) -> None:
             )
         console.print(table)
     console.print("seconds per scan (median):", results["seconds_per_scan_median"])
+    console.print("targets (first model, all scans):", results["targets_met"])
     if results.get("single_image"):
         s = results["single_image"]["all"]
         console.print(
@@ -246,11 +280,12 @@ def main() -> None:
         "machine": platform.machine(),
         "threads": args.threads,
         "cohort": {"devices": DEVICE_SEEDS, "scans_per_device": args.n},
-        "models": models,
+        "models": {name: describe(path) for name, path in models.items()},
         "targets": TARGETS,
         "published_reference": PUBLISHED,
     }
     results |= evaluate(predictors, scans, console)
+    results["targets_met"] = targets_met(results, next(iter(predictors)))
     results["single_image"] = evaluate_single_image(args.single_image_model, scans, console)
     print_tables(results, console)
     args.out.mkdir(parents=True, exist_ok=True)
