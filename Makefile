@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean tables model
+.PHONY: demo test lint bench clean tables model ablation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,18 @@ bench: $(STAMP)
 # profiles, the published study's size), train, and copy the best weights
 # into the package. About 1-2 hours on a 2-core CPU; the dual-energy and
 # single-image runs can go in parallel with --threads 1 each. Test cohorts in
-# benchmarks/ use other seeds.
+# benchmarks/ use other seeds. The dual-energy default is the U-Net-16 on both
+# energies stacked: it beat the dual-path network of CPU size on validation
+# and on the benchmark (see docs/model.md and `make ablation`).
 COHORT := build/cohort
-model: $(STAMP)
+$(COHORT)/lunar-like: $(STAMP)
 	$(BIN)/dxaspine simulate --n 591 --seed 1001 --device hologic-like --out $(COHORT)/hologic-like --jobs 2 --quiet
 	$(BIN)/dxaspine simulate --n 591 --seed 1002 --device lunar-like --out $(COHORT)/lunar-like --jobs 2 --quiet
-	$(BIN)/dxaspine train $(COHORT) --run build/runs/dual_energy --epochs 30 --max-val-scans 100 \
-		--threads 1 --name "dual-energy dualpath-8 concat"
+
+model: $(COHORT)/lunar-like
+	$(BIN)/dxaspine train $(COHORT) --run build/runs/dual_energy --architecture unet \
+		--inputs low,high --base-filters 16 --epochs 30 --max-val-scans 100 --threads 1 \
+		--name "dual-energy unet-16 stacked"
 	$(BIN)/python scripts/ship_model.py build/runs/dual_energy/best.pt dual-energy
 	$(BIN)/dxaspine simulate --export --n 591 --seed 1001 --device hologic-like --out $(COHORT)_export/hologic-like --jobs 2 --quiet
 	$(BIN)/dxaspine simulate --export --n 591 --seed 1002 --device lunar-like --out $(COHORT)_export/lunar-like --jobs 2 --quiet
@@ -45,6 +50,17 @@ model: $(STAMP)
 		--inputs image --base-filters 16 --invert --epochs 30 --max-val-scans 100 --threads 1 \
 		--name "single-image unet-16"
 	$(BIN)/python scripts/ship_model.py build/runs/single_image/best.pt single-image
+
+# The paper's ablation on the same cohort: the IVD-Net-style dual-path network
+# and a U-Net on the low energy alone. Compare with
+# `python benchmarks/segmentation.py --model dxaspine=... --model dualpath-8=build/runs/dualpath/best.pt ...`.
+ablation: $(COHORT)/lunar-like
+	$(BIN)/dxaspine train $(COHORT) --run build/runs/dualpath --architecture dualpath \
+		--inputs low,high --base-filters 8 --skip-merge concat --epochs 30 --max-val-scans 100 \
+		--threads 1 --name "dual-energy dualpath-8 concat"
+	$(BIN)/dxaspine train $(COHORT) --run build/runs/unet_low --architecture unet \
+		--inputs low --base-filters 16 --epochs 20 --max-val-scans 100 --threads 1 \
+		--name "ablation unet-16 low"
 
 # Regenerate the shipped spectra/attenuation/calibration tables (needs the `physics` extra).
 tables: $(STAMP)
