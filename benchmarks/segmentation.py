@@ -34,7 +34,6 @@ from dxaspine.evaluate import agreement, mean_sd, overlap_metrics
 from dxaspine.infer import Predictor, load_model, shipped_model_path
 from dxaspine.network import count_parameters
 from dxaspine.report import scores_to_dict
-from dxaspine.scan import ScanError
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
 from dxaspine.simulate.generate import simulate_scan
 from dxaspine.tbs import tbs
@@ -112,7 +111,7 @@ def evaluate(predictors: dict[str, Predictor], scans: list, console: Console) ->
             result.update(
                 zip(("bmd", "tbs"), bone_scores(scan, labels, calibration, bone), strict=True)
             )
-        except ScanError:
+        except ValueError as exc:  # the baseline refuses scans it cannot type, as scanners do
             nan = math.nan
             result = {
                 "dice": 0.0,
@@ -122,7 +121,7 @@ def evaluate(predictors: dict[str, Predictor], scans: list, console: Console) ->
                 "assd_mm": nan,
                 "bmd": nan,
                 "tbs": nan,
-                "failed": True,
+                "failed": str(exc),
             }
         row["baseline"] = result
         rows.append(row)
