@@ -312,7 +312,8 @@ def evaluate(
     """Compare predictions with reference labels: overlap, BMD/TBS agreement, vs the baseline."""
     from rich.progress import Progress
 
-    from dxaspine.evaluate import evaluate_cohort, pair_cohort
+    from dxaspine.cohort_evaluation import evaluate_cohort
+    from dxaspine.pairing import pair_cohort
 
     try:
         n_scans = len(pair_cohort(pred_dir, ref_dir))

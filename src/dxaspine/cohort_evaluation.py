@@ -1,0 +1,220 @@
+"""Cohort evaluation (`dxaspine evaluate`): score every prediction of a
+cohort against its reference scan, in the published study's terms.
+
+`evaluate_cohort` pairs a folder of predictions with a folder of reference
+scans (`dxaspine.pairing.pair_cohort`), scores both and the scanner-style
+baseline per scan, and writes `per_scan.csv`, `per_vertebra.csv` and
+`summary.json` (`dxaspine.cohort_summary` computes the summary, with
+percentile bootstrap CIs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dxaspine.baseline import baseline_segmentation
+from dxaspine.cohort_summary import OVERLAP_KEYS, csv_text, plain, summarise
+from dxaspine.evaluate import overlap_metrics
+from dxaspine.io._common import one_line, write_file_atomic
+from dxaspine.labels import VERTEBRAE
+from dxaspine.metrics import dice
+from dxaspine.pairing import pair_cohort, read_reference
+from dxaspine.scan import Scan, ScanError
+from dxaspine.scores import (
+    Calibration,
+    bone_areal_density,
+    device_calibration,
+    score_bmd,
+    t_score,
+    who_category,
+)
+from dxaspine.tbs import tbs
+
+SIMULATED_NOTE = (
+    "All figures come from simulated scans (every reference carries simulator ground truth): "
+    "they describe behaviour on the simulator, not clinical accuracy."
+)
+
+
+def evaluate_cohort(
+    pred_dir: Path | str,
+    ref_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    calibration: Calibration | Path | str | None = None,
+    with_baseline: bool = True,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate predictions against reference scans; write and return the summary.
+
+    Per scan (`pair_cohort` pairs them): `overlap_metrics` and per-vertebra
+    Dice of the prediction; area, BMD and TBS per vertebra and in total, the
+    total's T-score and WHO category, from the predicted and from the
+    reference labels; the same for `baseline_segmentation` when
+    `with_baseline` (a baseline failure gives nan and is counted).
+    BMD uses `calibration` (a Calibration or its JSON file), else the scan
+    device's shipped calibration; without one (or for a single-image scan)
+    BMD, T-score and WHO are unavailable (nan / 'unknown') and TBS is taken on
+    the uncalibrated bone image, as `report.scores_to_dict` does.
+
+    Writes to `out_dir` (created; files replaced atomically):
+    `per_scan.csv` (one row per scan), `per_vertebra.csv` (one row per scan
+    and vertebra L1..L4), `summary.json` (the returned dict; nan and inf as
+    null). Differences are method - reference. CIs are seeded percentile
+    bootstraps over scans (`n_bootstrap` resamples; 0 leaves them null).
+    `progress(scan_id)` is called after each scan.
+    """
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be 0 (no CIs) or more, got {n_bootstrap}")
+    if calibration is not None and not isinstance(calibration, Calibration):
+        calibration = Calibration.from_json(calibration)
+    from dxaspine.io import read_labels
+
+    pairs = pair_cohort(pred_dir, ref_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scan_rows: list[dict[str, Any]] = []
+    vertebra_rows: list[dict[str, Any]] = []
+    n_simulated = 0
+    for scan_id, pred_path, ref_path in pairs:
+        scan, reference = read_reference(ref_path)
+        n_simulated += "truth" in scan.meta
+        labels = {"pred": read_labels(pred_path, scan.shape)}
+        row: dict[str, Any] = {
+            "scan_id": scan_id,
+            "reference_file": str(ref_path),
+            "prediction_file": str(pred_path),
+            "device": scan.device or "",
+        }
+        error = ""
+        if with_baseline:
+            try:
+                labels["baseline"] = baseline_segmentation(scan)
+            except ValueError as exc:  # ScanError included
+                labels["baseline"], error = None, one_line(exc)
+        scan_row, rows = _evaluate_scan(scan, reference, labels, calibration, ref_path)
+        scan_rows.append(row | scan_row | ({"baseline_error": error} if with_baseline else {}))
+        vertebra_rows.extend({"scan_id": scan_id} | r for r in rows)
+        if progress is not None:
+            progress(scan_id)
+    summary = summarise(scan_rows, vertebra_rows, with_baseline, n_bootstrap, seed)
+    summary["counts"]["simulated_scans"] = n_simulated
+    summary["simulated"] = n_simulated == len(pairs)
+    summary["note"] = SIMULATED_NOTE if summary["simulated"] else None
+    summary["inputs"] = {"pred_dir": str(pred_dir), "ref_dir": str(ref_dir)}
+    summary = plain(summary)
+    write_file_atomic(out_dir / "per_scan.csv", csv_text(scan_rows))
+    write_file_atomic(out_dir / "per_vertebra.csv", csv_text(vertebra_rows))
+    write_file_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _scan_calibration(scan: Scan, calibration: Calibration | None) -> Calibration | None:
+    if not scan.is_dual_energy:
+        return None
+    if calibration is not None or not scan.device:
+        return calibration
+    try:
+        return device_calibration(scan.device)
+    except (KeyError, ValueError):
+        return None
+
+
+def _evaluate_scan(
+    scan: Scan,
+    reference: np.ndarray,
+    labels: dict[str, np.ndarray | None],
+    calibration: Calibration | None,
+    source: Path,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The per-scan row (after the ids) and the four per-vertebra rows (after scan_id)."""
+    from dxaspine.preview import bone_image
+
+    calibration = _scan_calibration(scan, calibration)
+    try:
+        bone = bone_image(scan) if calibration is None else bone_areal_density(scan, calibration)
+    except ValueError as exc:
+        raise ScanError(str(source), one_line(exc)) from None
+    scores = {"ref": _bone_scores(scan, reference, calibration, bone)}
+    row: dict[str, Any] = {"bmd_available": calibration is not None}
+    vertebrae: list[dict[str, Any]] = [{"vertebra": name} for name in VERTEBRAE.values()]
+    nan = math.nan
+    for method, predicted in labels.items():
+        prefix = "" if method == "pred" else f"{method}_"
+        if predicted is None:
+            overlap = dict.fromkeys(OVERLAP_KEYS, nan)
+            per_vertebra = dict.fromkeys(VERTEBRAE.values(), nan)
+            scores[method] = _bone_scores(scan, None, None, bone)
+        else:
+            overlap = overlap_metrics(predicted, reference, scan.spacing_mm)
+            per_vertebra = {
+                name: dice(predicted == label, reference == label)
+                for label, name in VERTEBRAE.items()
+            }
+            scores[method] = _bone_scores(scan, predicted, calibration, bone)
+        if method == "baseline":
+            row["baseline_failed"] = predicted is None
+        row.update({prefix + key: value for key, value in overlap.items()})
+        if method == "pred":
+            row.update({f"dice_{name}": value for name, value in per_vertebra.items()})
+        for entry in vertebrae:
+            entry[f"{prefix}dice"] = per_vertebra[entry["vertebra"]]
+    for key in ("bmd_g_cm2", "tbs"):
+        row[f"{key}_ref"] = scores["ref"]["total"][key]
+        for method in labels:
+            row[f"{key}_{method}"] = scores[method]["total"][key]
+            row[f"{key}_{method}_diff"] = row[f"{key}_{method}"] - row[f"{key}_ref"]
+    for key in ("t_score", "who"):
+        for method in scores:
+            row[f"{key}_{method}"] = scores[method][key]
+    for method in labels:
+        pair = (scores[method]["who"], scores["ref"]["who"])
+        row[f"who_{method}_agree"] = None if "unknown" in pair else pair[0] == pair[1]
+    for entry in vertebrae:
+        name = entry["vertebra"]
+        for key in ("area_cm2", "bmd_g_cm2", "tbs"):
+            for method in scores:
+                entry[f"{key}_{method}"] = scores[method][name][key]
+        for method in labels:
+            entry[f"bmd_g_cm2_{method}_diff"] = (
+                entry[f"bmd_g_cm2_{method}"] - entry["bmd_g_cm2_ref"]
+            )
+    return row, vertebrae
+
+
+def _bone_scores(
+    scan: Scan, labels: np.ndarray | None, calibration: Calibration | None, bone: np.ndarray
+) -> dict[str, Any]:
+    """Area (cm2), BMD (g/cm2) and TBS per vertebra name and 'total'; the total's T-score
+    and WHO category. BMD and T nan (WHO 'unknown') without a calibration; TBS and BMD
+    nan for an empty labelling; everything nan for none (a failed segmentation)."""
+    nan = math.nan
+    pixels = {
+        name: nan if labels is None else float((labels == label).sum())
+        for label, name in VERTEBRAE.items()
+    }
+    out: dict[str, Any] = {
+        name: {"area_cm2": count * scan.pixel_area_cm2, "bmd_g_cm2": nan, "tbs": nan}
+        for name, count in pixels.items()
+    }
+    total_area = sum(region["area_cm2"] for region in out.values())
+    out["total"] = {"area_cm2": total_area, "bmd_g_cm2": nan, "tbs": nan}
+    if labels is not None and labels.any():
+        for name, value in tbs(bone, labels, scan.spacing_mm).items():
+            out[name]["tbs"] = value
+        if calibration is not None:
+            result = score_bmd(scan, labels, calibration, bone_g_cm2=bone)
+            for vertebra in result.vertebrae:
+                out[vertebra.name]["bmd_g_cm2"] = vertebra.bmd_g_cm2
+            out["total"]["bmd_g_cm2"] = result.total.bmd_g_cm2
+    out["t_score"] = t_score(out["total"]["bmd_g_cm2"])
+    out["who"] = who_category(out["t_score"])
+    return out

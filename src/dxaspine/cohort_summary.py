@@ -1,0 +1,162 @@
+"""Cohort summary: per-scan evaluation rows -> the figures of the study's
+tables (mean and SD of overlap, agreement of BMD and TBS with the
+reference, the baseline's RMSD over ours, WHO agreement), each with a
+seeded percentile bootstrap 95% CI; and the JSON/CSV forms of both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dxaspine import __version__
+from dxaspine.evaluate import agreement, bootstrap_ci, mean_sd
+from dxaspine.labels import VERTEBRAE
+
+OVERLAP_KEYS = ("dice", "dice_vertebrae", "hausdorff_mm", "hd95_mm", "assd_mm")
+
+
+def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([math.nan if r[key] is None else r[key] for r in rows], np.float64)
+
+
+def _ci(values: np.ndarray, statistic: Callable, n: int, seed: int) -> tuple[float, float] | None:
+    return bootstrap_ci(values, statistic, n, seed) if n else None
+
+
+def _pearson(pairs: np.ndarray) -> float:
+    return agreement(pairs[:, 0], pairs[:, 1]).pearson_r
+
+
+def _rmsd_percent(pairs: np.ndarray) -> float:
+    return agreement(pairs[:, 0], pairs[:, 1]).rmsd_percent
+
+
+def _rmsd_ratio(rows: np.ndarray) -> float:
+    """RMSD(baseline - reference) / RMSD(method - reference) of (method, baseline, ref) rows."""
+    method = np.sqrt(np.mean((rows[:, 0] - rows[:, 2]) ** 2))
+    baseline = np.sqrt(np.mean((rows[:, 1] - rows[:, 2]) ** 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(baseline) / method)
+
+
+def summarise(
+    scan_rows: list[dict[str, Any]],
+    vertebra_rows: list[dict[str, Any]],
+    with_baseline: bool,
+    n: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The cohort summary from the per-scan and per-vertebra rows of
+    `cohort_evaluation` (methods 'dxaspine' and, `with_baseline`, 'baseline').
+
+    Mean and SD (`mean_sd`) of each overlap metric and of per-vertebra Dice;
+    BMD and TBS `agreement` with the reference; the baseline's RMSD over
+    ours; the fraction of scans whose WHO category is unchanged. CIs are
+    percentile bootstraps over scans, `n` resamples from `seed` (None when n
+    is 0). Values may be nan; `plain` makes the dict JSON-ready.
+    """
+    methods = {"dxaspine": ("", "pred")} | (
+        {"baseline": ("baseline_", "baseline")} if with_baseline else {}
+    )
+    summary: dict[str, Any] = {
+        "counts": {
+            "scans": len(scan_rows),
+            "bmd_available": sum(bool(r["bmd_available"]) for r in scan_rows),
+            "baseline_failures": (
+                sum(bool(r["baseline_failed"]) for r in scan_rows) if with_baseline else None
+            ),
+        },
+        "overlap": {},
+        "dice_per_vertebra": {},
+        "bmd": {},
+        "tbs": {},
+        "who_agreement": {},
+    }
+    for method, (prefix, suffix) in methods.items():
+        overlap = {}
+        for key in OVERLAP_KEYS:
+            values = _column(scan_rows, prefix + key)
+            overlap[key] = mean_sd(values) | {"mean_ci95": _ci(values, np.mean, n, seed)}
+        summary["overlap"][method] = overlap
+        summary["dice_per_vertebra"][method] = {
+            name: mean_sd(
+                _column([r for r in vertebra_rows if r["vertebra"] == name], f"{prefix}dice")
+            )
+            for name in VERTEBRAE.values()
+        }
+        for score, key in (("bmd", "bmd_g_cm2"), ("tbs", "tbs")):
+            pairs = np.column_stack(
+                [_column(scan_rows, f"{key}_{suffix}"), _column(scan_rows, f"{key}_ref")]
+            )
+            result = agreement(pairs[:, 0], pairs[:, 1]).to_dict()
+            result["pearson_r_ci95"] = _ci(pairs, _pearson, n, seed)
+            result["rmsd_percent_ci95"] = _ci(pairs, _rmsd_percent, n, seed)
+            summary[score][method] = result
+        agree = [
+            r[f"who_{suffix}_agree"] for r in scan_rows if r[f"who_{suffix}_agree"] is not None
+        ]
+        summary["who_agreement"][method] = {
+            "fraction": float(np.mean(agree)) if agree else math.nan,
+            "n": len(agree),
+        }
+    if with_baseline:
+        for score, key in (("bmd", "bmd_g_cm2"), ("tbs", "tbs")):
+            rows = np.column_stack(
+                [_column(scan_rows, f"{key}_{s}") for s in ("pred", "baseline", "ref")]
+            )
+            rows = rows[np.isfinite(rows).all(axis=1)]
+            summary[score]["rmsd_ratio_baseline_over_dxaspine"] = {
+                "value": _rmsd_ratio(rows) if len(rows) else math.nan,
+                "ci95": _ci(rows, _rmsd_ratio, n, seed),
+                "n": len(rows),
+            }
+    summary["bootstrap"] = {"resamples": n, "seed": seed, "method": "percentile, scans resampled"}
+    summary["units"] = {
+        "bmd": "g/cm2",
+        "distances": "mm",
+        "tbs": "open variogram TBS, not the commercial TBS; clinical cut-offs do not apply",
+        "who_agreement": "fraction of scans whose WHO category from the method's labels equals "
+        "that from the reference labels, over scans where both are known",
+    }
+    summary["files"] = ["per_scan.csv", "per_vertebra.csv", "summary.json"]
+    summary["dxaspine_version"] = __version__
+    return summary
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: tuples to lists, numpy scalars to Python, nan and inf to None."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return round(float(value), 6) if math.isfinite(value) else ""
+    return value
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """CSV of the rows (columns from the first): booleans as 0/1, floats to 6
+    decimals, None and non-finite values as empty cells."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
+    return buffer.getvalue()

@@ -1,0 +1,147 @@
+"""Cohort evaluation: every file written, known answers on tiny cohorts, the CLI."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dxaspine.cohort_evaluation import evaluate_cohort
+from dxaspine.io import write_scan
+from dxaspine.simulate.generate import simulate_scan
+
+
+def _write_prediction(folder: Path, scan_id: str, labels: np.ndarray, spacing_mm) -> Path:
+    path = folder / f"{scan_id}_labels.npz"
+    np.savez_compressed(path, labels=labels, spacing_mm=np.asarray(spacing_mm))
+    return path
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    return pred, ref
+
+
+@pytest.fixture(scope="module")
+def simulated_cohort(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """Three small simulated scans with predictions identical to their reference labels."""
+    pred, ref = _folders(tmp_path_factory.mktemp("cohort"))
+    ids = []
+    for index in range(3):
+        scan = simulate_scan(5, index, "lunar-like")
+        write_scan(scan, ref / f"{scan.scan_id}.npz")
+        _write_prediction(pred, scan.scan_id, scan.labels, scan.spacing_mm)
+        ids.append(scan.scan_id)
+    return pred, ref, ids
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_identical_predictions_are_perfect_and_every_file_is_written(simulated_cohort, tmp_path):
+    pred, ref, ids = simulated_cohort
+    seen: list[str] = []
+    summary = evaluate_cohort(pred, ref, tmp_path / "out", n_bootstrap=50, progress=seen.append)
+    assert seen == ids
+    dice_stats = summary["overlap"]["dxaspine"]["dice"]
+    assert dice_stats["mean"] == 1.0 and dice_stats["mean_ci95"] == [1.0, 1.0]
+    assert summary["overlap"]["dxaspine"]["hausdorff_mm"]["mean"] == 0.0
+    assert summary["bmd"]["dxaspine"]["rmsd"] == 0.0 and summary["bmd"]["dxaspine"]["n"] == 3
+    assert summary["tbs"]["dxaspine"]["rmsd"] == 0.0
+    assert summary["who_agreement"]["dxaspine"] == {"fraction": 1.0, "n": 3}
+    assert summary["counts"]["scans"] == 3 and summary["counts"]["bmd_available"] == 3
+    assert summary["simulated"] is True and "simulated" in summary["note"]
+    assert summary["counts"]["baseline_failures"] + summary["bmd"]["baseline"]["n"] == 3
+    assert "rmsd_ratio_baseline_over_dxaspine" in summary["bmd"]
+    written = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert written == summary
+    per_scan = _read_csv(tmp_path / "out" / "per_scan.csv")
+    assert [row["scan_id"] for row in per_scan] == ids
+    assert {"dice", "hausdorff_mm", "dice_L4", "bmd_g_cm2_pred_diff", "who_pred_agree"} <= set(
+        per_scan[0]
+    )
+    assert all(float(row["bmd_g_cm2_pred_diff"]) == 0.0 for row in per_scan)
+    per_vertebra = _read_csv(tmp_path / "out" / "per_vertebra.csv")
+    assert len(per_vertebra) == 3 * 4
+    assert [row["vertebra"] for row in per_vertebra[:4]] == ["L1", "L2", "L3", "L4"]
+    assert {float(row["dice"]) for row in per_vertebra} == {1.0}
+    assert all(row["bmd_g_cm2_ref"] == row["bmd_g_cm2_pred"] for row in per_vertebra)
+
+
+def test_a_column_shift_gives_the_expected_hausdorff_without_bmd_or_baseline(make_scan, tmp_path):
+    pred, ref = _folders(tmp_path)
+    for seed in range(3):
+        scan = make_scan(seed, meta={"scan_id": f"h{seed}"})  # no device: no calibration
+        write_scan(scan, ref / f"h{seed}.npz")
+        _write_prediction(pred, f"h{seed}", np.roll(scan.labels, 2, axis=1), scan.spacing_mm)
+    summary = evaluate_cohort(pred, ref, tmp_path / "out", with_baseline=False, n_bootstrap=20)
+    hausdorff = summary["overlap"]["dxaspine"]["hausdorff_mm"]
+    assert hausdorff["mean"] == pytest.approx(1.2) and hausdorff["sd"] == pytest.approx(0)
+    assert summary["overlap"]["dxaspine"]["dice"]["mean"] == pytest.approx(22 / 24)
+    assert "baseline" not in summary["overlap"] and summary["counts"]["baseline_failures"] is None
+    assert summary["counts"]["bmd_available"] == 0 and summary["bmd"]["dxaspine"]["n"] == 0
+    assert summary["who_agreement"]["dxaspine"]["n"] == 0
+    assert summary["tbs"]["dxaspine"]["n"] == 3  # TBS on the uncalibrated image
+    assert summary["simulated"] is False and summary["note"] is None
+    row = _read_csv(tmp_path / "out" / "per_scan.csv")[0]
+    assert row["bmd_g_cm2_ref"] == "" and row["who_ref"] == "unknown"
+    assert not any(key.startswith("baseline") for key in row)
+
+
+def test_a_failed_baseline_gives_nan_and_is_counted(make_scan, tmp_path):
+    pred, ref = _folders(tmp_path)
+    scan = make_scan(3)  # random pixels: no spine for the baseline to find
+    write_scan(scan, ref / "x.npz")
+    _write_prediction(pred, scan.scan_id, scan.labels, scan.spacing_mm)
+    summary = evaluate_cohort(pred, ref, tmp_path / "out", n_bootstrap=0)
+    assert summary["counts"]["baseline_failures"] == 1
+    assert summary["overlap"]["baseline"]["dice"]["n_not_finite"] == 1
+    assert summary["overlap"]["dxaspine"]["dice"]["mean_ci95"] is None
+    row = _read_csv(tmp_path / "out" / "per_scan.csv")[0]
+    assert row["baseline_failed"] == "1" and row["baseline_dice"] == "" and row["baseline_error"]
+
+
+def test_evaluate_command_reports_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from dxaspine.cli import app
+    from dxaspine.io import write_scan
+    from dxaspine.simulate.generate import simulate_scan
+
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    ref.mkdir()
+    pred.mkdir()
+    for index in range(2):
+        scan = simulate_scan(3, index, "lunar-like")
+        write_scan(scan, ref / f"{scan.scan_id}.npz")
+        np.savez(
+            pred / f"{scan.scan_id}_labels.npz",
+            labels=scan.labels,
+            spacing_mm=np.asarray(scan.spacing_mm),
+        )
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(pred),
+            str(ref),
+            "--out",
+            str(tmp_path / "r"),
+            "--bootstrap",
+            "50",
+            "--quiet",
+            "--no-baseline",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Dice 1.0000" in result.output and "simulated" in result.output
+    assert (tmp_path / "r" / "summary.json").exists()
+    (pred / "s3-00001_labels.npz").unlink()
+    result = runner.invoke(app, ["evaluate", str(pred), str(ref), "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 2 and "s3-00001" in result.output
