@@ -87,26 +87,24 @@ def test_hole_inside_a_vertebra_takes_its_label():
     np.testing.assert_array_equal(kept, holed)
 
 
-def test_hole_across_two_touching_vertebrae_takes_the_nearest_label():
-    touching = np.zeros((40, 40), dtype=np.uint8)
-    touching[5:20, 5:35] = 2
-    touching[20:35, 5:35] = 3
-    holed = touching.copy()
-    holed[16:24, 15:25] = 0  # rows 16..19 were L2, rows 20..23 L3
-    np.testing.assert_array_equal(fill_holes(holed, SPACING_MM), touching)
+def test_disc_space_closed_at_its_ends_stays_background():
+    """Two vertebrae touching at their lateral ends enclose the disc space: not a hole."""
+    closed = _spine()
+    closed[ROWS[2][1] : ROWS[3][0], COLS[0] : COLS[0] + 2] = 2
+    closed[ROWS[2][1] : ROWS[3][0], COLS[1] - 2 : COLS[1]] = 3
+    out = fill_holes(closed, SPACING_MM)
+    np.testing.assert_array_equal(out, closed)
+    assert (out[ROWS[2][1] : ROWS[3][0], COLS[0] + 2 : COLS[1] - 2] == 0).all()
 
 
-def test_hole_filling_measures_nearest_in_mm():
+def test_hole_touching_another_vertebra_is_filled_only_when_one_label_encloses_it():
     labels = np.zeros((20, 20), dtype=np.uint8)
-    labels[2:8, 2:18] = 2
-    labels[8:18, 2:18] = 3
-    labels[8:15, 6:14] = 0  # hole under L2, with L3 on its left, right and bottom
+    labels[2:18, 2:18] = 3
+    labels[6:10, 6:14] = 0  # inside L3 alone: a hole
+    labels[12:15, 6:9] = 2  # a stray L2 island inside L3 stays L2
     out = fill_holes(labels, SPACING_MM)
-    assert out[8, 9] == 2  # L2 is one row (0.9 mm) up
-    # (10, 9): L2 is 3 rows up (2.7 mm), L3 is 4 columns left (2.4 mm): nearer in mm,
-    # farther in pixels.
-    assert out[10, 9] == 3
-    assert (out[2:18, 2:18] > 0).all()
+    assert (out[6:10, 6:14] == 3).all()
+    assert (out[12:15, 6:9] == 2).all()
 
 
 def test_fragment_attached_to_the_neighbour_joins_the_neighbour():

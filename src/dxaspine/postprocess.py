@@ -16,8 +16,10 @@ that returns a new uint8 array:
    stray false cluster far from the spine would otherwise set the Hausdorff
    distance; a small vertebra beside the spine (L1 clipped by the field of
    view) is kept.
-2. :func:`fill_holes` fills holes of the union; each filled pixel takes the
-   label of the nearest labelled pixel (Euclidean distance in mm).
+2. :func:`fill_holes` fills the holes of each vertebra with its label. A
+   background region enclosed by two vertebrae is a disc space closed at its
+   lateral ends, not a hole, and stays background (filling the union's holes
+   filled those spaces and cost 0.02 of Dice on simulated test scans).
 3. :func:`one_component_per_vertebra` keeps the largest component of each
    label. A smaller component (fragment) in the same union component as some
    kept pixel is attached to the spine: each of its pixels takes the label of
@@ -139,22 +141,21 @@ def drop_small_clusters(
 
 
 def fill_holes(labels: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
-    """Fill holes of the union with the label of the nearest labelled pixel (step 2).
+    """Fill each vertebra's own holes with its label (step 2).
 
-    A hole is background that cannot reach the image edge through 4-connected
-    background (``scipy.ndimage.binary_fill_holes``), the dual of 8-connected
-    foreground. Nearest means Euclidean distance in mm.
+    A hole of label k is background that label k's pixels enclose, so that it
+    cannot reach the image edge through 4-connected pixels of other values
+    (``scipy.ndimage.binary_fill_holes`` on ``labels == k``). Background
+    enclosed only by several vertebrae together (a disc space whose ends
+    touch) is left alone. ``spacing_mm`` is checked for symmetry with the
+    other steps; the rule itself needs no distances.
     """
     out = _check_labels(labels)
-    spacing_mm = _check_spacing(spacing_mm)
-    union = out > 0
-    holes = ndimage.binary_fill_holes(union) & ~union
-    if not holes.any():
-        return out
-    _, (rows, cols) = ndimage.distance_transform_edt(
-        ~union, sampling=spacing_mm, return_indices=True
-    )
-    out[holes] = out[rows[holes], cols[holes]]
+    _check_spacing(spacing_mm)
+    for lab in np.unique(out[out > 0]):
+        vertebra = out == lab
+        holes = ndimage.binary_fill_holes(vertebra) & (out == BACKGROUND)
+        out[holes] = lab
     return out
 
 
