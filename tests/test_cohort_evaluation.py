@@ -145,3 +145,97 @@ def test_evaluate_command_reports_and_refuses_bad_input(tmp_path):
     (pred / "s3-00001_labels.npz").unlink()
     result = runner.invoke(app, ["evaluate", str(pred), str(ref), "--out", str(tmp_path / "r2")])
     assert result.exit_code == 2 and "s3-00001" in result.output
+
+
+def test_a_split_adds_a_column_and_overlap_per_split(simulated_cohort, tmp_path):
+    pred, ref, ids = simulated_cohort
+    split = {"val": [ids[0]], "test": [ids[1]]}
+    summary = evaluate_cohort(pred, ref, tmp_path / "out", n_bootstrap=0, split=split, html=False)
+    assert [row["split"] for row in _read_csv(tmp_path / "out" / "per_scan.csv")] == [
+        "val",
+        "test",
+        "none",
+    ]
+    by_split = summary["overlap_by_split"]
+    assert list(by_split) == ["val", "test", "none"]
+    assert by_split["val"]["dxaspine"]["dice"] == {
+        "mean": 1.0,
+        "sd": 0.0,
+        "n": 1,
+        "n_not_finite": 0,
+    }
+    assert "report.html" not in summary["files"]
+    assert not (tmp_path / "out" / "report.html").exists()
+    (tmp_path / "split.json").write_text(json.dumps(split), encoding="utf-8")
+    again = evaluate_cohort(
+        pred, ref, tmp_path / "again", n_bootstrap=0, split=tmp_path / "split.json"
+    )
+    assert again["overlap_by_split"] == by_split
+    assert (tmp_path / "again" / "report.html").exists()
+    with pytest.raises(ValueError, match="lists of scan ids"):
+        evaluate_cohort(pred, ref, tmp_path / "bad", split={"val": "s5-00000"})
+
+
+def _labelled_cohort(folder: Path, n: int = 2) -> list[str]:
+    folder.mkdir()
+    ids = []
+    for index in range(n):
+        scan = simulate_scan(7, index, "lunar-like")
+        write_scan(scan, folder / f"{scan.scan_id}.npz")
+        ids.append(scan.scan_id)
+    return ids
+
+
+def test_evaluate_cohort_segments_with_the_shipped_model_then_evaluates(tmp_path):
+    from typer.testing import CliRunner
+
+    from dxaspine.cli import app
+
+    ids = _labelled_cohort(tmp_path / "cohort")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "--cohort", str(tmp_path / "cohort"), "--out", str(out), "--bootstrap", "20"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "simulated" in result.output and "report.html" in result.output
+    for scan_id in ids:
+        assert (out / "predictions" / f"{scan_id}_labels.npz").is_file()
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["counts"]["scans"] == 2
+    assert summary["overlap"]["dxaspine"]["dice"]["mean"] > 0.9  # the shipped model works
+    segmentation = summary["segmentation"]
+    assert segmentation["model_file"] == "shipped" and segmentation["model"].startswith("dual")
+    assert segmentation["seconds_per_scan"]["n"] == 2
+    assert "Simulated cohort" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_evaluate_takes_either_folders_or_a_cohort_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from dxaspine.cli import app
+
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "r")]
+    cases = [
+        (["a", "b", "--cohort", "c"], "not both"),
+        (["a"], "give PRED_DIR and REF_DIR"),
+        ([], "or --cohort DIR"),
+        (["a", "b", "--model", "m.pt"], "--model needs --cohort"),
+        (["--cohort", str(tmp_path / "missing")], "does not exist"),
+    ]
+    for arguments, message in cases:
+        result = runner.invoke(app, ["evaluate", *arguments, *out])
+        assert result.exit_code == 2, arguments
+        assert message in result.output, (arguments, result.output)
+
+
+def test_an_unlabelled_scan_is_refused_before_anything_is_segmented(make_scan, tmp_path):
+    from dxaspine.cohort_evaluation import evaluate_model
+    from dxaspine.scan import ScanError
+
+    _labelled_cohort(tmp_path / "cohort", 1)
+    write_scan(make_scan(0, reference=False), tmp_path / "cohort" / "bare.npz")
+    with pytest.raises(ScanError, match=r"bare\.npz.*no labels"):
+        evaluate_model(tmp_path / "cohort", tmp_path / "out")
+    assert not (tmp_path / "out" / "predictions").exists()

@@ -296,45 +296,91 @@ def segment(
 
 @app.command()
 def evaluate(
-    pred_dir: Annotated[Path, typer.Argument(help="Predictions: <id>_labels.npz/.png.")],
-    ref_dir: Annotated[Path, typer.Argument(help="Reference scans with L1-L4 labels.")],
-    out: Annotated[Path, typer.Option("--out", help="Report folder.")],
+    pred_dir: Annotated[
+        Path | None, typer.Argument(help="Predictions: <id>_labels.npz/.png (not with --cohort).")
+    ] = None,
+    ref_dir: Annotated[
+        Path | None, typer.Argument(help="Reference scans with L1-L4 labels (not with --cohort).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = ...,
+    cohort: Annotated[
+        Path | None,
+        typer.Option(help="Labelled scans to segment first (into OUT/predictions), then evaluate."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="With --cohort: model file; default: the shipped model.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="With --cohort: cpu, cuda or auto.")] = "auto",
     calibration: Annotated[
         Path | None, typer.Option(help="Calibration JSON; default: each scan's device profile.")
     ] = None,
     baseline: Annotated[
         bool, typer.Option(help="Also score the scanner-style baseline segmentation.")
     ] = True,
+    split: Annotated[
+        Path | None, typer.Option(help="JSON of train/val/test lists of scan ids: rows per split.")
+    ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for 95% CIs.")] = 1000,
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Compare predictions with reference labels: overlap, BMD/TBS agreement, vs the baseline."""
+    """Compare predictions with reference labels (overlap, BMD/TBS agreement, vs the baseline);
+    write CSVs, summary.json and report.html. With --cohort, segment the cohort first."""
     from rich.progress import Progress
 
-    from dxaspine.cohort_evaluation import evaluate_cohort
-    from dxaspine.pairing import pair_cohort
+    from dxaspine.cohort_evaluation import evaluate_cohort, evaluate_model
+    from dxaspine.pairing import pair_cohort, reference_paths
 
+    if cohort is not None and (pred_dir is not None or ref_dir is not None):
+        raise fail("give either PRED_DIR REF_DIR or --cohort DIR, not both")
+    if cohort is None and (pred_dir is None or ref_dir is None):
+        raise fail(
+            "give PRED_DIR and REF_DIR (predictions and reference scans), or --cohort DIR "
+            "(labelled scans to segment and evaluate)"
+        )
+    if cohort is None and model is not None:
+        raise fail("--model needs --cohort: PRED_DIR already holds the predictions")
+    options = {
+        "calibration": calibration,
+        "with_baseline": baseline,
+        "n_bootstrap": bootstrap,
+        "seed": seed,
+        "split": split,
+    }
     try:
-        n_scans = len(pair_cohort(pred_dir, ref_dir))
         with Progress(disable=quiet, transient=True) as progress:
-            task = progress.add_task("evaluating", total=n_scans)
-            summary = evaluate_cohort(
-                pred_dir,
-                ref_dir,
-                out,
-                calibration=calibration,
-                with_baseline=baseline,
-                n_bootstrap=bootstrap,
-                seed=seed,
-                progress=lambda _scan_id: progress.advance(task),
-            )
+            if cohort is not None:
+                if not cohort.is_dir():
+                    raise ValueError(f"{cohort}: the cohort folder does not exist")
+                n_scans = len(reference_paths(cohort))
+                tasks = {
+                    stage: progress.add_task(stage + "ing", total=n_scans)
+                    for stage in ("segment", "evaluate")
+                }
+                summary = evaluate_model(
+                    cohort,
+                    out,
+                    model=model,
+                    device=device,
+                    progress=lambda stage, _name: progress.advance(tasks[stage]),
+                    **options,
+                )
+            else:
+                n_scans = len(pair_cohort(pred_dir, ref_dir))
+                task = progress.add_task("evaluating", total=n_scans)
+                summary = evaluate_cohort(
+                    pred_dir,
+                    ref_dir,
+                    out,
+                    progress=lambda _scan_id: progress.advance(task),
+                    **options,
+                )
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     overlap = summary["overlap"]["dxaspine"]["dice"]
     typer.echo(
         f"evaluated {summary['counts']['scans']} scans into {out}: "
-        f"Dice {overlap['mean']:.4f} (SD {overlap['sd']:.4f})"
+        f"Dice {overlap['mean']:.4f} (SD {overlap['sd']:.4f}); report {out / 'report.html'}"
         + (" [simulated scans]" if summary.get("simulated") else "")
     )
 

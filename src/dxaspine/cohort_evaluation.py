@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dxaspine.baseline import baseline_segmentation
 from dxaspine.cohort_summary import OVERLAP_KEYS, csv_text, plain, summarise
-from dxaspine.evaluate import overlap_metrics
+from dxaspine.evaluate import mean_sd, overlap_metrics
 from dxaspine.io._common import one_line, write_file_atomic
 from dxaspine.labels import VERTEBRAE
 from dxaspine.metrics import dice
-from dxaspine.pairing import pair_cohort, read_reference
+from dxaspine.pairing import pair_cohort, read_reference, reference_paths
 from dxaspine.scan import Scan, ScanError
 from dxaspine.scores import (
     Calibration,
@@ -35,6 +35,9 @@ from dxaspine.scores import (
     who_category,
 )
 from dxaspine.tbs import tbs
+
+if TYPE_CHECKING:
+    from dxaspine.infer import Predictor
 
 SIMULATED_NOTE = (
     "All figures come from simulated scans (every reference carries simulator ground truth): "
@@ -52,6 +55,11 @@ def evaluate_cohort(
     n_bootstrap: int = 1000,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    split: Mapping[str, Sequence[str]] | Path | str | None = None,
+    tbs_cutoffs: tuple[float, float] | None = None,
+    segmentation: dict[str, Any] | None = None,
+    html: bool = True,
+    worst: int = 6,
 ) -> dict[str, Any]:
     """Evaluate predictions against reference scans; write and return the summary.
 
@@ -70,7 +78,16 @@ def evaluate_cohort(
     and vertebra L1..L4), `summary.json` (the returned dict; nan and inf as
     null). Differences are method - reference. CIs are seeded percentile
     bootstraps over scans (`n_bootstrap` resamples; 0 leaves them null).
+    With `html`, also `report.html` (`report_html.write_evaluation_report`:
+    the tables, plots and the `worst` lowest-Dice scans as thumbnails).
     `progress(scan_id)` is called after each scan.
+
+    `split` (train/val/test lists of scan ids, or the JSON file `dxaspine
+    train` writes as split.json) adds a 'split' column ('none' for a scan in
+    no list) and overlap per split to the summary. `tbs_cutoffs` fixes the
+    TBS category cut-offs (default: tertiles of the reference TBS; see
+    `cohort_summary.diagnosis_changes`). `segmentation` (how the predictions
+    were made: model, device, seconds per scan) is stored as is.
     """
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be 0 (no CIs) or more, got {n_bootstrap}")
@@ -78,6 +95,7 @@ def evaluate_cohort(
         calibration = Calibration.from_json(calibration)
     from dxaspine.io import read_labels
 
+    where = _split_of(split)
     pairs = pair_cohort(pred_dir, ref_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +112,8 @@ def evaluate_cohort(
             "prediction_file": str(pred_path),
             "device": scan.device or "",
         }
+        if where is not None:
+            row["split"] = where.get(scan_id, "none")
         error = ""
         if with_baseline:
             try:
@@ -105,16 +125,43 @@ def evaluate_cohort(
         vertebra_rows.extend({"scan_id": scan_id} | r for r in rows)
         if progress is not None:
             progress(scan_id)
-    summary = summarise(scan_rows, vertebra_rows, with_baseline, n_bootstrap, seed)
+    summary = summarise(scan_rows, vertebra_rows, with_baseline, n_bootstrap, seed, tbs_cutoffs)
     summary["counts"]["simulated_scans"] = n_simulated
     summary["simulated"] = n_simulated == len(pairs)
     summary["note"] = SIMULATED_NOTE if summary["simulated"] else None
     summary["inputs"] = {"pred_dir": str(pred_dir), "ref_dir": str(ref_dir)}
+    if segmentation is not None:
+        summary["segmentation"] = segmentation
+    if html:
+        summary["files"].append("report.html")
     summary = plain(summary)
     write_file_atomic(out_dir / "per_scan.csv", csv_text(scan_rows))
     write_file_atomic(out_dir / "per_vertebra.csv", csv_text(vertebra_rows))
     write_file_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if html:
+        from dxaspine.report_html import write_evaluation_report
+
+        write_evaluation_report(out_dir, worst)
     return summary
+
+
+def _split_of(split: Mapping[str, Sequence[str]] | Path | str | None) -> dict[str, str] | None:
+    """Scan id -> split name, from a mapping or a JSON file of lists of ids."""
+    if split is None:
+        return None
+    if not isinstance(split, Mapping):
+        try:
+            split = json.loads(Path(split).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{split}: cannot read the split file: {one_line(exc)}") from None
+    if not isinstance(split, Mapping) or not all(
+        isinstance(ids, list | tuple) for ids in split.values()
+    ):
+        raise ValueError(
+            "a split must map split names to lists of scan ids, e.g. "
+            '{"train": [...], "val": [...], "test": [...]} (dxaspine train writes split.json)'
+        )
+    return {str(scan_id): str(name) for name, ids in split.items() for scan_id in ids}
 
 
 def _scan_calibration(scan: Scan, calibration: Calibration | None) -> Calibration | None:
@@ -218,3 +265,93 @@ def _bone_scores(
     out["t_score"] = t_score(out["total"]["bmd_g_cm2"])
     out["who"] = who_category(out["t_score"])
     return out
+
+
+# --------------------------------------------------------------------------- segment, then evaluate
+
+PREDICTIONS_FOLDER = "predictions"
+
+
+def evaluate_model(
+    cohort_dir: Path | str,
+    out_dir: Path | str,
+    *,
+    model: Predictor | Path | str | None = None,
+    device: str = "auto",
+    progress: Callable[[str, str], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Segment a labelled cohort with a model, then evaluate the predictions
+    against the scans' own labels: the Python twin of `dxaspine evaluate
+    --cohort DIR --out OUT [--model PATH]`.
+
+    `model` is a `Predictor` (loaded once and reused, as `dxaspine study`
+    does for each split), a model file, or None for the shipped models.
+    The scans are the reference scans `pair_cohort` would find in
+    `cohort_dir`, each checked for labels before any is segmented. The
+    predictions go to OUT/predictions as `dxaspine segment` writes them
+    (label maps, scores; no overlays or DICOM SEG); then `evaluate_cohort`
+    (with `options`) writes the report into OUT, with the model, the
+    compute device and the seconds per scan (inference and
+    post-processing, as `dxaspine segment` times them) under
+    'segmentation'. `progress(stage, name)` is called after each scan with
+    stage 'segment' (the file name) and then 'evaluate' (the scan id).
+    Raises ValueError (ScanError for a file) on bad input or when a scan
+    cannot be segmented.
+    """
+    from dxaspine.batch import SegmentOptions, segment_files
+    from dxaspine.infer import Predictor
+
+    cohort_dir, out_dir = Path(cohort_dir), Path(out_dir)
+    if not cohort_dir.is_dir():
+        raise ValueError(f"{cohort_dir}: the cohort folder does not exist or is not a folder")
+    references = reference_paths(cohort_dir)
+    if not references:
+        raise ValueError(
+            f"no reference scans in {cohort_dir}: expected NPZ or DICOM scans carrying L1..L4 "
+            "labels"
+        )
+    for path in references:
+        read_reference(path)
+    predictor = model if isinstance(model, Predictor) else Predictor(model, device)
+    pred_dir = out_dir / PREDICTIONS_FOLDER
+    calibration = options.get("calibration")
+    segment_options = SegmentOptions(
+        calibration=Path(calibration) if isinstance(calibration, Path | str) else None,
+        write_seg=False,
+        write_overlay=False,
+    )
+
+    def segmented(path: Path, _error: str | None) -> None:
+        if progress is not None:
+            progress("segment", path.name)
+
+    result = segment_files(references, pred_dir, predictor, segment_options, segmented)
+    if result.failures:
+        first, reason = next(iter(result.failures.items()))
+        raise ValueError(
+            f"{len(result.failures)} of {len(references)} scans could not be segmented "
+            f"(first: {first}: {reason}); see {pred_dir / 'segment.json'}"
+        )
+    from dxaspine.report_html import read_rows
+
+    timing = read_rows(pred_dir / "scores.csv")
+    seconds = np.array([float(row["seconds"]) for row in timing], np.float64)
+    models = sorted({row["model"] for row in timing})
+    segmentation = {
+        "model": ", ".join(models),
+        "model_file": (
+            str(model) if isinstance(model, Path | str) else "shipped" if model is None else None
+        ),
+        "device": predictor.device,
+        "seconds_per_scan": mean_sd(seconds) | {"median": float(np.median(seconds))},
+        "predictions": str(pred_dir),
+    }
+
+    def evaluated(scan_id: str) -> None:
+        if progress is not None:
+            progress("evaluate", scan_id)
+
+    return evaluate_cohort(
+        pred_dir, cohort_dir, out_dir, progress=evaluated, segmentation=segmentation, **options
+    )

@@ -19,6 +19,11 @@ from dxaspine.evaluate import agreement, bootstrap_ci, mean_sd
 from dxaspine.labels import VERTEBRAE
 
 OVERLAP_KEYS = ("dice", "dice_vertebrae", "hausdorff_mm", "hd95_mm", "assd_mm")
+WHO_CATEGORIES = ("normal", "osteopenia", "osteoporosis")
+TBS_CLINICAL_CATEGORIES = ("normal", "partially degraded", "degraded")
+"""Names for TBS cut-offs given explicitly (the commercial TBS's 1.350 / 1.200)."""
+TBS_TERTILE_CATEGORIES = ("upper third", "middle third", "lower third")
+"""Names for the default cut-offs: tertiles of the cohort's reference TBS."""
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
@@ -51,13 +56,17 @@ def summarise(
     with_baseline: bool,
     n: int,
     seed: int,
+    tbs_cutoffs: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """The cohort summary from the per-scan and per-vertebra rows of
     `cohort_evaluation` (methods 'dxaspine' and, `with_baseline`, 'baseline').
 
     Mean and SD (`mean_sd`) of each overlap metric and of per-vertebra Dice;
     BMD and TBS `agreement` with the reference; the baseline's RMSD over
-    ours; the fraction of scans whose WHO category is unchanged. CIs are
+    ours; the fraction of scans whose WHO category is unchanged; under
+    'diagnosis', how often the WHO and the TBS category change, with their
+    cross-tables (`diagnosis_changes`); under 'overlap_by_split', overlap
+    per split when the rows carry a 'split'. CIs are
     percentile bootstraps over scans, `n` resamples from `seed` (None when n
     is 0). Values may be nan; `plain` makes the dict JSON-ready.
     """
@@ -116,6 +125,20 @@ def summarise(
                 "ci95": _ci(rows, _rmsd_ratio, n, seed),
                 "n": len(rows),
             }
+    summary["diagnosis"] = diagnosis_changes(scan_rows, tuple(methods), tbs_cutoffs)
+    if any("split" in row for row in scan_rows):
+        summary["overlap_by_split"] = {
+            name: {
+                method: {
+                    key: mean_sd(
+                        _column([r for r in scan_rows if r.get("split") == name], prefix + key)
+                    )
+                    for key in OVERLAP_KEYS
+                }
+                for method, (prefix, _) in methods.items()
+            }
+            for name in dict.fromkeys(row.get("split", "") for row in scan_rows)
+        }
     summary["bootstrap"] = {"resamples": n, "seed": seed, "method": "percentile, scans resampled"}
     summary["units"] = {
         "bmd": "g/cm2",
@@ -127,6 +150,75 @@ def summarise(
     summary["files"] = ["per_scan.csv", "per_vertebra.csv", "summary.json"]
     summary["dxaspine_version"] = __version__
     return summary
+
+
+def tbs_category(value: float, cutoffs: tuple[float, float], names: tuple[str, str, str]) -> str:
+    """names[0] at or above the upper cut-off, names[2] at or below the lower one,
+    names[1] between; 'unknown' for nan."""
+    low, high = sorted(cutoffs)
+    if not math.isfinite(value):
+        return "unknown"
+    return names[0] if value >= high else names[2] if value <= low else names[1]
+
+
+def diagnosis_changes(
+    scan_rows: list[dict[str, Any]],
+    methods: tuple[str, ...] = ("dxaspine", "baseline"),
+    tbs_cutoffs: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """How often a method's segmentation changes the WHO category (from the
+    total T-score) and the TBS category, compared with the reference labels.
+
+    Per method: `n` scans where both categories are known, `changed` of
+    them, `fraction_changed`, and `table[reference][method]` counts. The
+    open TBS has no clinical cut-offs, so by default the TBS categories are
+    the tertiles of the cohort's reference TBS (the cut-offs are stored);
+    pass `tbs_cutoffs` (e.g. 1.200, 1.350 for a commercial TBS) to use fixed
+    ones with the clinical names.
+    """
+    suffix = {"dxaspine": "pred", "baseline": "baseline"}
+    reference_tbs = _column(scan_rows, "tbs_ref") if scan_rows else np.array([])
+    finite = reference_tbs[np.isfinite(reference_tbs)]
+    if tbs_cutoffs is not None:
+        cutoffs, names, basis = tuple(sorted(tbs_cutoffs)), TBS_CLINICAL_CATEGORIES, "fixed"
+    elif finite.size:
+        cutoffs = tuple(float(c) for c in np.percentile(finite, [100 / 3, 200 / 3]))
+        names, basis = TBS_TERTILE_CATEGORIES, "tertiles of the reference TBS"
+    else:
+        cutoffs, names, basis = (math.nan, math.nan), TBS_TERTILE_CATEGORIES, "no TBS"
+    out: dict[str, Any] = {
+        "who": {"categories": list(WHO_CATEGORIES)},
+        "tbs": {"categories": list(names), "cutoffs": list(cutoffs), "cutoff_basis": basis},
+    }
+    for method in methods:
+        key = suffix[method]
+        if not scan_rows or f"tbs_{key}" not in scan_rows[0]:
+            continue
+        who = [(r["who_ref"], r[f"who_{key}"]) for r in scan_rows]
+        tbs = [
+            tuple(
+                tbs_category(math.nan if r[f"tbs_{k}"] is None else r[f"tbs_{k}"], cutoffs, names)
+                for k in ("ref", key)
+            )
+            for r in scan_rows
+        ]
+        out["who"][method] = _changes(who, WHO_CATEGORIES)
+        out["tbs"][method] = _changes(tbs, names)
+    return out
+
+
+def _changes(pairs: list[tuple[str, str]], categories: tuple[str, ...]) -> dict[str, Any]:
+    known = [(ref, got) for ref, got in pairs if "unknown" not in (ref, got)]
+    changed = sum(ref != got for ref, got in known)
+    table = {ref: dict.fromkeys(categories, 0) for ref in categories}
+    for ref, got in known:
+        table[ref][got] += 1
+    return {
+        "n": len(known),
+        "changed": changed,
+        "fraction_changed": changed / len(known) if known else math.nan,
+        "table": table,
+    }
 
 
 def plain(value: Any) -> Any:
