@@ -49,7 +49,8 @@ model: $(COHORT)/lunar-like
 	$(BIN)/dxaspine train $(COHORT)_export --run build/runs/single_image --architecture unet \
 		--inputs image --base-filters 16 --invert --epochs 30 --max-val-scans 100 --threads 1 \
 		--name "single-image unet-16"
-	$(BIN)/python scripts/ship_model.py build/runs/single_image/best.pt single-image
+	$(BIN)/python scripts/ship_model.py build/runs/single_image/best.pt single-image \
+		--data "simulated scanner exports (simulate --export) of the same 1182 scans"
 
 # The paper's ablation on the same cohort: the IVD-Net-style dual-path network
 # and a U-Net on the low energy alone. Compare with
