@@ -67,7 +67,7 @@ def test_dual_path_has_one_encoder_per_input_and_is_registered():
     "kwargs",
     [
         {"architecture": "resnet"},
-        {"inputs": ("low",)},  # dual path needs two inputs
+        {"architecture": "dualpath", "inputs": ("low",)},  # dual path needs two inputs
         {"inputs": ("low", "kv")},
         {"base_filters": 0},
         {"skip_merge": "sum"},

@@ -178,12 +178,12 @@ def train(
     ],
     run: Annotated[Path, typer.Option("--run", help="Run folder: config, split, metrics, models.")],
     architecture: Annotated[
-        str, typer.Option(help="dualpath (IVD-Net-style) or unet.")
-    ] = "dualpath",
+        str, typer.Option(help="unet (the shipped default) or dualpath (IVD-Net-style).")
+    ] = "unet",
     inputs: Annotated[
         str, typer.Option(help="Comma-separated network inputs: low, high or image.")
     ] = "low,high",
-    base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 8,
+    base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 16,
     skip_merge: Annotated[
         str, typer.Option(help="Dual path decoder skips: concat, or mean (IVD-Net's).")
     ] = "concat",

@@ -35,11 +35,16 @@ L3 from L4 (measured: L3 Dice 0.01 after 20 epochs)."""
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Which network, on which inputs, how wide and how deep."""
+    """Which network, on which inputs, how wide and how deep.
 
-    architecture: str = "dualpath"
+    The defaults are the shipped dual-energy model's: a U-Net-16 on both
+    energies stacked, which beat the dual-path network of CPU size on the
+    simulated benchmark (docs/model.md). The dual path stays one switch away
+    (``architecture="dualpath", base_filters=8``)."""
+
+    architecture: str = "unet"
     inputs: tuple[str, ...] = ("low", "high")
-    base_filters: int = 8
+    base_filters: int = 16
     levels: int = 4
     n_classes: int = N_CLASSES
     skip_merge: str = "concat"
