@@ -5,66 +5,40 @@ rows, PNG figures and worst-case thumbnails) into a string: a pure function
 with no file access. `load_evaluation` builds an `EvaluationReport` from the
 folder `evaluate_cohort` wrote (summary.json, per_scan.csv, and the scans the
 rows name, for the thumbnails); `write_evaluation_report` writes
-report.html there. `render_page`, `evaluation_section` and `table` are the
-pieces `dxaspine study` assembles its own page from.
+report.html there. `evaluation_section` is the piece `dxaspine study` puts
+on its own page, once per evaluation set.
 
-Images are embedded as base64 PNG, so the file opens anywhere with no
-network and no other file. Every text is escaped with `html.escape`. When
-the cohort is simulated, the top of the page and the caption of every table
-say so. A small inline script marks <body> with `data-images="loaded/total"`
-and any script or image errors once the page has loaded, for the headless
-browser test; the page does not need it to display.
+The page shows the summary tables in the published study's form (overlap as
+mean (SD), per split when known; BMD and TBS agreement for dxaspine and the
+scanner-style baseline side by side, with bootstrap CIs and Bland-Altman
+bias and limits), how often the WHO and TBS categories change, the plots,
+and the lowest-Dice scans as overlays. When the cohort is simulated, the top
+of the page and the caption of every table say so. Building blocks (tables,
+escaping, the page) are in `dxaspine.html_page`.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxaspine import __version__
+from dxaspine.html_page import (
+    SIMULATED_CAPTION,
+    ci_text,
+    esc,
+    fmt,
+    image,
+    mean_sd_text,
+    render_page,
+    table,
+)
 from dxaspine.report_figures import METHOD_NAMES, number
 
-SIMULATED_CAPTION = "simulated cohort"
 BMD_DIGITS, TBS_DIGITS = 4, 4
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px;
-  color: #222; padding: 0 1em; }
-h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 0.8em 0 1.2em; }
-caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f2f2f2; }
-.simulated { background: #fff4d6; border: 1px solid #e0b040; padding: 0.6em 0.9em; }
-.sim { color: #9a6a00; font-weight: 600; }
-.note { color: #555; font-size: 0.92em; }
-.cases, .row { display: flex; flex-wrap: wrap; gap: 1em 2em; align-items: flex-start; }
-figure { margin: 0; } figcaption { font-size: 0.85em; max-width: 320px; }
-img { max-width: 100%; }
-""".strip()
-LOAD_CHECK = """
-(function () {
-  var errors = [];
-  function mark() {
-    var images = Array.prototype.slice.call(document.images);
-    var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
-    document.body.setAttribute("data-images", ok.length + "/" + images.length);
-    document.body.setAttribute("data-errors", errors.join(" | "));
-  }
-  window.addEventListener("error", function (event) {
-    var target = event.target || {};
-    errors.push(event.message || ("failed to load " + (target.tagName || "resource")));
-    if (document.body) { mark(); }
-  }, true);
-  window.addEventListener("load", mark);
-})();
-""".strip()
 
 
 @dataclass
@@ -88,58 +62,6 @@ class EvaluationReport:
     worst: list[WorstCase] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- small pieces
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A number to `digits` decimals; '–' for None, '' and non-finite values."""
-    value = number(value)
-    return f"{value:.{digits}f}" if math.isfinite(value) else "–"
-
-
-def mean_sd_text(stats: dict[str, Any] | None, digits: int = 3) -> str:
-    """'mean (SD)' of a `mean_sd` dict."""
-    if not stats or not math.isfinite(number(stats.get("mean"))):
-        return "–"
-    return f"{fmt(stats['mean'], digits)} ({fmt(stats['sd'], digits)})"
-
-
-def ci_text(ci: list | tuple | None, digits: int = 3) -> str:
-    if not ci or not all(math.isfinite(number(v)) for v in ci):
-        return "–"
-    return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
-
-
-def image(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
-
-
-def table(
-    caption: str,
-    header: list[str],
-    rows: list[list[Any]],
-    simulated: bool,
-    note: str | None = None,
-) -> str:
-    """An HTML table of plain-text cells (all escaped); the caption says
-    'simulated cohort' when `simulated`."""
-    mark = f' <span class="sim">[{SIMULATED_CAPTION}]</span>' if simulated else ""
-    head = "".join(f"<th>{esc(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>\n" for row in rows
-    )
-    after = f'<p class="note">{esc(note)}</p>' if note else ""
-    return (
-        f"<table>\n<caption>{esc(caption)}{mark}</caption>\n<thead><tr>{head}</tr></thead>\n"
-        f"<tbody>\n{body}</tbody>\n</table>\n{after}"
-    )
-
-
 def simulated_note(summary: dict[str, Any]) -> str | None:
     """What the page says about simulated scans: the summary's note when every
     scan is simulated, a count when some are, None when none is."""
@@ -150,25 +72,6 @@ def simulated_note(summary: dict[str, Any]) -> str | None:
         total = summary["counts"]["scans"]
         return f"{n_simulated} of {total} reference scans are simulated; the rest are not."
     return None
-
-
-def render_page(title: str, body: str, simulated: str | None, subtitle: str = "") -> str:
-    """A whole HTML document around `body` (HTML), with the simulated-cohort
-    banner on top when `simulated` (its text) is given."""
-    banner = (
-        f'<p class="simulated" role="note"><strong>Simulated cohort.</strong> {esc(simulated)}</p>'
-        if simulated
-        else ""
-    )
-    sub = f'<p class="note">{esc(subtitle)}</p>' if subtitle else ""
-    flag = "true" if simulated else "false"
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{esc(title)}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
-        f'<body data-simulated="{flag}">\n<h1>{esc(title)}</h1>\n{sub}{banner}\n{body}\n'
-        f'<p class="note">Written by dxaspine {esc(__version__)}.</p>\n'
-        f"<script>\n{LOAD_CHECK}\n</script>\n</body>\n</html>\n"
-    )
 
 
 # --------------------------------------------------------------------------- sections
