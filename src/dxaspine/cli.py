@@ -385,6 +385,91 @@ def evaluate(
     )
 
 
+@app.command()
+def study(
+    out: Annotated[
+        Path, typer.Option("--out", help="Study folder (new, empty or an earlier study's).")
+    ],
+    n: Annotated[
+        int, typer.Option("--n", help="Scans, split evenly over the device profiles.")
+    ] = 1182,
+    seed: Annotated[int, typer.Option(help="Cohort seed; device profile i uses seed + i.")] = 3000,
+    pretrained: Annotated[
+        bool, typer.Option("--pretrained", help="Evaluate the shipped model; do not train.")
+    ] = False,
+    model: Annotated[
+        Path | None, typer.Option(help="Evaluate this model file; do not train.")
+    ] = None,
+    train_devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Profiles to train and test on; the others are the unseen-device cohort."
+        ),
+    ] = None,
+    architecture: Annotated[str, typer.Option(help="dualpath or unet.")] = "unet",
+    inputs: Annotated[str, typer.Option(help="Comma-separated network inputs.")] = "low,high",
+    base_filters: Annotated[int, typer.Option(min=1)] = 16,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_val_scans: Annotated[
+        int | None, typer.Option(help="Validate each epoch on at most this many scans.")
+    ] = 100,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for PyTorch.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Simulation worker processes.")] = 1,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for 95% CIs.")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted training run.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
+) -> None:
+    """The published study's protocol on a simulated cohort: simulate, split 50/25/25 by
+    patient, train (unless --pretrained), evaluate validation, test and any unseen device,
+    and write report.html next to the published figures."""
+    import json
+
+    from dxaspine.network import NetworkConfig
+    from dxaspine.study import DEVICES, StudyConfig, run_study
+    from dxaspine.train import TrainConfig
+
+    try:
+        config = StudyConfig(
+            n_scans=n,
+            seed=seed,
+            devices=DEVICES,
+            train_devices=(
+                tuple(d.strip() for d in train_devices.split(",") if d.strip())
+                if train_devices
+                else None
+            ),
+            pretrained=pretrained,
+            model=model,
+            train=TrainConfig(
+                network=NetworkConfig(
+                    architecture=architecture,
+                    inputs=tuple(i.strip() for i in inputs.split(",") if i.strip()),
+                    base_filters=base_filters,
+                ),
+                epochs=epochs,
+                batch_size=batch_size,
+                max_val_scans=max_val_scans,
+                seed=seed,
+                threads=threads,
+            ),
+            jobs=jobs,
+            n_bootstrap=bootstrap,
+            device=device,
+            resume=resume,
+        )
+        record = run_study(out, config, quiet=quiet)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    test = json.loads((Path(record["evaluations"]["test"]["folder"]) / "summary.json").read_text())
+    dice = test["overlap"]["dxaspine"]["dice"]
+    typer.echo(
+        f"study of {n} simulated scans in {out}: test Dice {dice['mean']:.4f} "
+        f"(SD {dice['sd']:.4f}); report {out / 'report.html'}"
+    )
+
+
 @app.command("export-onnx")
 def export_onnx(
     out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
