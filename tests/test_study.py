@@ -38,8 +38,11 @@ def test_a_held_out_profile_is_called_unseen_only_when_it_was():
     held = StudyConfig(train_devices=("hologic-like",))
     trained = _unseen_statement(held, {"trained_on_devices": ["hologic-like"]})
     assert trained["status"] == "unseen" and trained["devices"] == ["lunar-like"]
-    shipped = _unseen_statement(held, {"trained_on_devices": ["hologic-like", "lunar-like"]})
+    shipped = _unseen_statement(
+        held, {"source": "shipped", "trained_on_devices": ["hologic-like", "lunar-like"]}
+    )
     assert shipped["status"] == "not unseen" and "NOT an unseen device" in shipped["note"]
+    assert "the shipped model was trained on hologic-like, lunar-like" in shipped["note"]
     assert _unseen_statement(held, {"trained_on_devices": None})["status"] == "unknown"
     both = _unseen_statement(StudyConfig(), {"trained_on_devices": ["hologic-like"]})
     assert both["status"] == "none" and "--train-devices" in both["note"]

@@ -300,22 +300,34 @@ def _model(
 
     if config.pretrained:
         info = load_model(shipped_model_path("dual-energy")).info
+        recipe = info.get("data_recipe") or (
+            "1182 simulated scans of both profiles (seeds "
+            f"{' and '.join(map(str, SHIPPED_TRAINING_SEEDS))})"
+        )
         return None, {
             "source": "shipped",
             "name": info.get("name", ""),
             "trained_on_devices": list(SHIPPED_TRAINING_DEVICES),
             "description": f"the shipped model ({info.get('name', 'dual-energy')}), trained by "
-            "`make model` on 1182 other simulated scans of both profiles (seeds "
-            f"{' and '.join(map(str, SHIPPED_TRAINING_SEEDS))}); not trained in this study.",
+            f"`make model` on {recipe}; not trained in this study.",
         }
     if config.model is not None:
+        from dxaspine.simulate.devices import DEVICES as PROFILES
+
         info = load_model(config.model).info
+        recipe = str(info.get("data_recipe") or "")
+        named = [device for device in PROFILES if device in recipe]
         return config.model, {
             "source": str(config.model),
             "name": info.get("name", ""),
-            "trained_on_devices": None,
+            "trained_on_devices": named or None,
             "description": f"{config.model} ({info.get('name', 'unnamed')}), trained outside "
-            "this study; its training profiles are not recorded.",
+            "this study"
+            + (
+                f" on: {recipe} (training profiles read from this recipe)."
+                if named
+                else "; the file does not record its training profiles."
+            ),
         }
     from dxaspine.train import train
 
@@ -369,11 +381,12 @@ def _unseen_statement(config: StudyConfig, model: dict[str, Any]) -> dict[str, A
         )
     elif set(held) & set(trained_on):
         status = "not unseen"
+        who = "the shipped model" if model.get("source") == "shipped" else "the model"
         note = (
-            f"{', '.join(held)} is NOT an unseen device for this model: the shipped model was "
-            f"trained on both profiles ({', '.join(trained_on)}). Its cohort is reported below as "
-            "a per-device figure only. Train in the study (without --pretrained) with "
-            "--train-devices to measure an unseen device."
+            f"{', '.join(held)} is NOT an unseen device for this model: {who} was trained on "
+            f"{', '.join(trained_on)}. Its cohort is reported below as a per-device figure "
+            "only. Train in the study (without --pretrained or --model) with --train-devices "
+            "to measure an unseen device."
         )
     else:
         status = "unseen"
