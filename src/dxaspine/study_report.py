@@ -55,7 +55,7 @@ def _score(summary: dict[str, Any] | None, score: str, method: str, key: str) ->
     stats = summary[score][method]
     if key == "rmsd":
         return f"{fmt(stats['rmsd'], 3)} ({fmt(stats['rmsd_percent'], 2)}%)"
-    return fmt(stats[key], 3)
+    return fmt(stats[key], 4)
 
 
 def comparison_rows(summaries: dict[str, dict[str, Any]]) -> list[list[str]]:
