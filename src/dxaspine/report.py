@@ -55,8 +55,8 @@ def scores_to_dict(
         )
     tbs_config = TBSConfig()
     if bmd_note is None:
-        bone = bone_areal_density(scan, calibration)
-        result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex, bone_g_cm2=bone)
+        bone = bone_areal_density(scan, calibration)  # TBS: the image without PSF correction
+        result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex)
         texture = tbs(bone, labels, scan.spacing_mm, tbs_config)
     else:
         from dxaspine.preview import bone_image

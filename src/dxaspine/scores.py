@@ -6,7 +6,9 @@ Pipeline (pure functions, numpy only):
 1. `fit_calibration` fits bone and soft-tissue areal density (g/cm2) as
    polynomials of the two log attenuations (low, high) on a step-phantom table
    (`device_calibration` fits the table shipped for a device profile).
-2. `bone_areal_density` maps every pixel through that surface.
+2. `bone_areal_density` maps every pixel through that surface; with
+   `correct_psf=True` and a calibration that knows the device's PSF it first
+   undoes the PSF on the log attenuations (`deblur_log_attenuation`).
 3. `soft_tissue_baseline` estimates, per pixel, what the bone image reads
    through soft tissue alone, from nearby non-bone pixels of the same rows
    (a local linear fit across each row, smoothed along rows). The calibration
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import binary_dilation, gaussian_filter1d, uniform_filter1d
+from scipy.ndimage import binary_dilation, gaussian_filter, gaussian_filter1d, uniform_filter1d
 
 from dxaspine.labels import VERTEBRAE
 from dxaspine.scan import Scan
@@ -61,6 +63,12 @@ class Calibration:
     [-1, 1] over the table's ranges: u = (2 low - lo0 - lo1) / (lo1 - lo0), the
     same for v with `high_range` (this keeps the fit well conditioned).
     `residual_rms_g_cm2` is the rms bone residual of the fit on its table.
+
+    `psf_fwhm_mm` (rows, cols) is the device's Gaussian point-spread function,
+    FWHM in mm, when it is known; None (the default, and any calibration
+    fitted from a table alone) means BMD gets no PSF correction.
+    `psf_regularisation` and `psf_estimate_regularisation` are the Tikhonov
+    weights of `deblur_log_attenuation`.
     """
 
     device: str
@@ -71,6 +79,9 @@ class Calibration:
     low_range: tuple[float, float]
     high_range: tuple[float, float]
     soft_residual_rms_g_cm2: float = 0.0
+    psf_fwhm_mm: tuple[float, float] | None = None
+    psf_regularisation: float = 1e-3
+    psf_estimate_regularisation: float = 1e-2
 
     @property
     def exponents(self) -> list[tuple[int, int]]:
@@ -101,6 +112,9 @@ class Calibration:
             "soft_residual_rms_g_cm2": self.soft_residual_rms_g_cm2,
             "low_range": list(self.low_range),
             "high_range": list(self.high_range),
+            "psf_fwhm_mm": None if self.psf_fwhm_mm is None else list(self.psf_fwhm_mm),
+            "psf_regularisation": self.psf_regularisation,
+            "psf_estimate_regularisation": self.psf_estimate_regularisation,
             "coordinates": "u = (2 low - lo0 - lo1)/(lo1 - lo0), v likewise; terms u^i v^j",
         }
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -111,6 +125,7 @@ class Calibration:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             degree = int(data["degree"])
+            psf = data.get("psf_fwhm_mm")
             calibration = cls(
                 device=str(data["device"]),
                 degree=degree,
@@ -120,6 +135,9 @@ class Calibration:
                 soft_residual_rms_g_cm2=float(data.get("soft_residual_rms_g_cm2", 0.0)),
                 low_range=(float(data["low_range"][0]), float(data["low_range"][1])),
                 high_range=(float(data["high_range"][0]), float(data["high_range"][1])),
+                psf_fwhm_mm=None if psf is None else (float(psf[0]), float(psf[1])),
+                psf_regularisation=float(data.get("psf_regularisation", 1e-3)),
+                psf_estimate_regularisation=float(data.get("psf_estimate_regularisation", 1e-2)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise ValueError(f"{path}: not a calibration JSON file ({error})") from None
@@ -213,27 +231,153 @@ def read_calibration_table(path: str | Path) -> np.ndarray:
 
 @functools.cache
 def device_calibration(name: str, degree: int = DEFAULT_DEGREE) -> Calibration:
-    """The calibration fitted on the step-phantom table shipped for device profile `name`."""
+    """The calibration fitted on the step-phantom table shipped for device profile `name`,
+    with the profile's PSF (`psf_fwhm_mm`) for the PSF correction of BMD."""
+    from dataclasses import replace
+
     from dxaspine.simulate.devices import get_device
     from dxaspine.simulate.physics import shipped_calibration
 
-    return fit_calibration(shipped_calibration(get_device(name)), name, degree)
+    device = get_device(name)
+    calibration = fit_calibration(shipped_calibration(device), name, degree)
+    return replace(calibration, psf_fwhm_mm=tuple(float(f) for f in device.psf_fwhm_mm))
 
 
 # --------------------------------------------------------------------------- bone image
 
 
-def bone_areal_density(scan: Scan, calibration: Calibration) -> np.ndarray:
+def bone_areal_density(
+    scan: Scan, calibration: Calibration, correct_psf: bool = False
+) -> np.ndarray:
     """Per-pixel bone areal density (g/cm2, float64) through the calibration surface.
 
-    Raises ValueError when the scan names a device other than the calibration's.
+    With `correct_psf` and a calibration whose `psf_fwhm_mm` is set, both log
+    attenuations are first corrected for the PSF (`deblur_log_attenuation`):
+    the image is then noisier but its sums over a region are not biased by
+    the blur (the BMD path). Without it (the default) the image is the
+    display and texture image. Raises ValueError when the scan names a device
+    other than the calibration's.
     """
     if scan.device is not None and scan.device != calibration.device:
         raise ValueError(
             f"scan is from device '{scan.device}' but the calibration is for "
             f"'{calibration.device}'; use device_calibration('{scan.device}')"
         )
-    return calibration.bone_g_cm2(scan.low, scan.high)
+    low, high = scan.low, scan.high
+    if correct_psf and calibration.psf_fwhm_mm is not None:
+        low, high = (
+            deblur_log_attenuation(
+                image,
+                scan.spacing_mm,
+                calibration.psf_fwhm_mm,
+                regularisation=calibration.psf_regularisation,
+                estimate_regularisation=calibration.psf_estimate_regularisation,
+            )
+            for image in (low, high)
+        )
+    return calibration.bone_g_cm2(low, high)
+
+
+def _psf_sigma_px(
+    spacing_mm: tuple[float, float], psf_fwhm_mm: tuple[float, float]
+) -> tuple[float, float]:
+    """Gaussian sd of the PSF in pixels per axis (FWHM = 2.3548 sd)."""
+    return tuple(  # type: ignore[return-value]
+        float(f) / 2.3548 / float(s) for f, s in zip(psf_fwhm_mm, spacing_mm, strict=True)
+    )
+
+
+def _gaussian_transfer(n: int, sigma_px: float, half: bool) -> np.ndarray:
+    """Transfer function, on an n-point FFT grid, of the sampled Gaussian kernel that
+    `scipy.ndimage.gaussian_filter` applies (weights exp(-x^2 / 2 sd^2) at integer x
+    within 4 sd, normalised to sum 1). For sd under a pixel it differs markedly from
+    the continuous exp(-2 pi^2 sd^2 f^2); inverting the latter over-sharpens."""
+    freq = np.fft.rfftfreq(n) if half else np.fft.fftfreq(n)
+    if sigma_px <= 0:
+        return np.ones_like(freq)
+    x = np.arange(-int(4.0 * sigma_px + 0.5), int(4.0 * sigma_px + 0.5) + 1)
+    kernel = np.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel /= kernel.sum()
+    return np.cos(2 * np.pi * freq[:, None] * x[None, :]) @ kernel
+
+
+def _tikhonov_deconvolve(
+    image: np.ndarray, sigma_px: tuple[float, float], regularisation: float
+) -> np.ndarray:
+    """Fourier Tikhonov (Wiener with white noise) deconvolution: X H / (H^2 + lambda).
+
+    The image is edge-padded by 4 sd + 8 pixels so the periodic FFT does not
+    wrap one border onto the other. The gain is at most 1 / (2 sqrt(lambda)).
+    """
+    pad = [int(np.ceil(4 * s)) + 8 for s in sigma_px]
+    padded = np.pad(image, [(p, p) for p in pad], mode="edge")
+    transfer = (
+        _gaussian_transfer(padded.shape[0], sigma_px[0], half=False)[:, None]
+        * _gaussian_transfer(padded.shape[1], sigma_px[1], half=True)[None, :]
+    )
+    filtered = np.fft.rfft2(padded) * (transfer / (transfer**2 + regularisation))
+    out = np.fft.irfft2(filtered, s=padded.shape)
+    return out[pad[0] : pad[0] + image.shape[0], pad[1] : pad[1] + image.shape[1]]
+
+
+def _jensen_gap(attenuation: np.ndarray, sigma_px: tuple[float, float]) -> np.ndarray:
+    """G*a + ln(G*exp(-a)) >= 0: how much the log of blurred intensities reads below
+    the blurred log attenuation (Jensen's inequality), for PSF G."""
+    shift = float(attenuation.min())
+    blurred = gaussian_filter(attenuation, sigma_px, mode="nearest")
+    mean_intensity = gaussian_filter(np.exp(-(attenuation - shift)), sigma_px, mode="nearest")
+    return blurred + np.log(mean_intensity) - shift
+
+
+def deblur_log_attenuation(
+    image: np.ndarray,
+    spacing_mm: tuple[float, float],
+    psf_fwhm_mm: tuple[float, float],
+    regularisation: float = 1e-3,
+    estimate_regularisation: float = 1e-2,
+    iterations: int = 1,
+) -> np.ndarray:
+    """Undo a known Gaussian PSF on one log-attenuation image, -ln(I / I0) (float64 out).
+
+    The PSF blurs intensities, so a measured image is m = -ln(G * exp(-a)) for
+    the true attenuation a. Exactly, m = G*a - J(a) with J(a) = G*a +
+    ln(G*exp(-a)) >= 0, the Jensen gap (largest at bone edges). Hence
+    a = G^-1 (m + J(a)), solved here as:
+
+    1. b = D_e(m), then `iterations` - 1 times b = D_e(m + J(b)): a smooth
+       estimate of a, with D_e a Tikhonov deconvolution of weight
+       `estimate_regularisation`, so that photon noise adds little to J;
+    2. a = D_r(m + J(b)), with the lighter weight `regularisation`
+       (`iterations=0`: a = D_r(m), the linear part only).
+
+    One iteration (the default) takes most of the gain. More iterations creep
+    closer on a correct PSF but diverge when the stated PSF is wider than the
+    real one (the data then hold edges sharper than the model allows): on
+    lunar-like scans a PSF overstated by 25 % reads +12 % after 3 iterations
+    and +22 % after 10, against +7.5 % after one. The PSF must be known to
+    about 10 %.
+
+    D_r is linear, so photon noise in m is amplified (per pixel) but not
+    biased: a region's mean stays unbiased, which is what BMD needs.
+    Deconvolving the intensities exp(-m) before the log instead is biased at
+    the counts of a DXA scan: -ln of the amplified noise reads high (on the
+    lunar-like profile, +12 % mean and up to +54 % BMD on simulated scans).
+    `psf_fwhm_mm` and `spacing_mm` are (rows, cols); the PSF is the sampled
+    Gaussian kernel of that FWHM on the pixel grid (as the simulator applies
+    it). The regularisation leaves a little of the Jensen gap: measured
+    numbers are in docs/physics.md ("BMD accuracy and the PSF").
+    """
+    sigma_px = _psf_sigma_px(spacing_mm, psf_fwhm_mm)
+    measured = np.asarray(image, np.float64)
+    if max(sigma_px) <= 0:
+        return measured.copy()
+    estimate = _tikhonov_deconvolve(measured, sigma_px, estimate_regularisation)
+    for _ in range(iterations - 1):
+        estimate = _tikhonov_deconvolve(
+            measured + _jensen_gap(estimate, sigma_px), sigma_px, estimate_regularisation
+        )
+    gap = _jensen_gap(estimate, sigma_px) if iterations > 0 else 0.0
+    return _tikhonov_deconvolve(measured + gap, sigma_px, regularisation)
 
 
 def soft_tissue_baseline(
@@ -430,10 +574,13 @@ def score_bmd(
     sex: str | None = None,
     window_mm: float = 40.0,
     bone_g_cm2: np.ndarray | None = None,
+    correct_psf: bool = True,
 ) -> Scores:
     """BMC, area, BMD, T- and Z-scores per labelled vertebra and for their total.
 
-    `bone_g_cm2` is the scan's `bone_areal_density` when the caller already has it.
+    `bone_g_cm2` is the scan's `bone_areal_density` when the caller already has it;
+    otherwise it is computed here, PSF-corrected when `correct_psf` and the
+    calibration knows the PSF (see `deblur_log_attenuation`).
 
     `labels` is a (rows, cols) integer image, 0 background and 1..4 = L1..L4
     (`dxaspine.labels.VERTEBRAE`). Bone for the baseline is the labels plus
@@ -442,7 +589,10 @@ def score_bmd(
     labels = np.asarray(labels)
     if labels.shape != scan.shape:
         raise ValueError(f"labels shape {labels.shape} does not match the scan {scan.shape}")
-    bone = bone_areal_density(scan, calibration) if bone_g_cm2 is None else bone_g_cm2
+    if bone_g_cm2 is None:
+        bone = bone_areal_density(scan, calibration, correct_psf=correct_psf)
+    else:
+        bone = bone_g_cm2
     mask = (labels > 0) | other_bone_mask(bone, labels, scan.spacing_mm)
     corrected = bone - soft_tissue_baseline(bone, mask, scan.spacing_mm, window_mm=window_mm)
     pixel_area_cm2 = scan.pixel_area_cm2
