@@ -51,11 +51,15 @@ PUBLISHED = {
 
 
 def bone_scores(scan, labels, calibration, bone) -> tuple[float, float]:
-    """(total BMD g/cm2, total TBS) of one labelling; nan when it has no vertebra."""
+    """(total BMD g/cm2, total TBS) of one labelling; nan when it has no vertebra.
+
+    `bone` is (PSF-corrected image for BMD, plain image for TBS), as `dxaspine score` uses.
+    """
     if not np.any(labels):
         return math.nan, math.nan
-    bmd = score_bmd(scan, labels, calibration, bone_g_cm2=bone).total.bmd_g_cm2
-    return float(bmd), float(tbs(bone, labels, scan.spacing_mm)["total"])
+    bmd_bone, tbs_bone = bone
+    bmd = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone).total.bmd_g_cm2
+    return float(bmd), float(tbs(tbs_bone, labels, scan.spacing_mm)["total"])
 
 
 def summarise(rows: list[dict], method: str) -> dict:
@@ -80,7 +84,10 @@ def evaluate(predictors: dict[str, Predictor], scans: list, console: Console) ->
     }
     for scan in track(scans, description="evaluating", console=console):
         calibration = device_calibration(scan.device)
-        bone = bone_areal_density(scan, calibration)
+        bone = (
+            bone_areal_density(scan, calibration, correct_psf=True),
+            bone_areal_density(scan, calibration),
+        )
         row = {
             "scan_id": scan.scan_id,
             "device": scan.device,

@@ -188,9 +188,13 @@ def _evaluate_scan(
     calibration = _scan_calibration(scan, calibration)
     try:
         bone = bone_image(scan) if calibration is None else bone_areal_density(scan, calibration)
+        # BMD reads the PSF-corrected image, as `dxaspine score` does; TBS the plain one.
+        bmd_bone = (
+            None if calibration is None else bone_areal_density(scan, calibration, correct_psf=True)
+        )
     except ValueError as exc:
         raise ScanError(str(source), one_line(exc)) from None
-    scores = {"ref": _bone_scores(scan, reference, calibration, bone)}
+    scores = {"ref": _bone_scores(scan, reference, calibration, bone, bmd_bone)}
     row: dict[str, Any] = {"bmd_available": calibration is not None}
     vertebrae: list[dict[str, Any]] = [{"vertebra": name} for name in VERTEBRAE.values()]
     nan = math.nan
@@ -199,14 +203,14 @@ def _evaluate_scan(
         if predicted is None:
             overlap = dict.fromkeys(OVERLAP_KEYS, nan)
             per_vertebra = dict.fromkeys(VERTEBRAE.values(), nan)
-            scores[method] = _bone_scores(scan, None, None, bone)
+            scores[method] = _bone_scores(scan, None, None, bone, None)
         else:
             overlap = overlap_metrics(predicted, reference, scan.spacing_mm)
             per_vertebra = {
                 name: dice(predicted == label, reference == label)
                 for label, name in VERTEBRAE.items()
             }
-            scores[method] = _bone_scores(scan, predicted, calibration, bone)
+            scores[method] = _bone_scores(scan, predicted, calibration, bone, bmd_bone)
         if method == "baseline":
             row["baseline_failed"] = predicted is None
         row.update({prefix + key: value for key, value in overlap.items()})
@@ -238,11 +242,16 @@ def _evaluate_scan(
 
 
 def _bone_scores(
-    scan: Scan, labels: np.ndarray | None, calibration: Calibration | None, bone: np.ndarray
+    scan: Scan,
+    labels: np.ndarray | None,
+    calibration: Calibration | None,
+    bone: np.ndarray,
+    bmd_bone: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Area (cm2), BMD (g/cm2) and TBS per vertebra name and 'total'; the total's T-score
-    and WHO category. BMD and T nan (WHO 'unknown') without a calibration; TBS and BMD
-    nan for an empty labelling; everything nan for none (a failed segmentation)."""
+    """Area (cm2), BMD (g/cm2, from `bmd_bone`) and TBS (from `bone`) per vertebra name
+    and 'total'; the total's T-score and WHO category. BMD and T nan (WHO 'unknown')
+    without a calibration; TBS and BMD nan for an empty labelling; everything nan for
+    none (a failed segmentation)."""
     nan = math.nan
     pixels = {
         name: nan if labels is None else float((labels == label).sum())
@@ -258,7 +267,7 @@ def _bone_scores(
         for name, value in tbs(bone, labels, scan.spacing_mm).items():
             out[name]["tbs"] = value
         if calibration is not None:
-            result = score_bmd(scan, labels, calibration, bone_g_cm2=bone)
+            result = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone)
             for vertebra in result.vertebrae:
                 out[vertebra.name]["bmd_g_cm2"] = vertebra.bmd_g_cm2
             out["total"]["bmd_g_cm2"] = result.total.bmd_g_cm2
