@@ -132,12 +132,7 @@ def render_case(
     displaced = mineral / densities["hydroxyapatite"] + titanium / densities["titanium"]
     lean, adipose = remove_tissue(lean, adipose, displaced)
 
-    low, high = acquire(
-        {"hydroxyapatite": mineral, "muscle": lean, "adipose": adipose, "titanium": titanium},
-        device,
-        noise_rng if options.noise else None,
-        blur=options.blur,
-    )
+    low, high = acquire_materials(mineral, lean, adipose, device, noise_rng, options, titanium)
     truth = _ground_truth(case, labels, vertebral, lean + adipose, device)
     meta = {
         "scan_id": case.scan_id,
@@ -166,6 +161,30 @@ def render_case(
         labels=labels,
         truth_maps=maps,
     )
+
+
+def acquire_materials(
+    mineral_g_cm2: np.ndarray,
+    lean_g_cm2: np.ndarray,
+    adipose_g_cm2: np.ndarray,
+    device: DeviceProfile,
+    noise_rng: np.random.Generator | None,
+    options: RenderOptions | None = None,
+    titanium_g_cm2: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (low, high) log-attenuation images from material areal densities (g/cm2).
+
+    The one path from anatomy to image for every source of anatomy: procedural
+    cases (`render_case`) and CT volumes (`simulate.ct`). Mineral is
+    hydroxyapatite, lean is skeletal muscle, adipose is ICRP adipose; the maps
+    already have the tissue that bone displaces removed. Physics, PSF and
+    photon noise follow `options` (noise needs `noise_rng`).
+    """
+    options = options or RenderOptions()
+    materials = {"hydroxyapatite": mineral_g_cm2, "muscle": lean_g_cm2, "adipose": adipose_g_cm2}
+    if titanium_g_cm2 is not None:
+        materials["titanium"] = titanium_g_cm2
+    return acquire(materials, device, noise_rng if options.noise else None, blur=options.blur)
 
 
 def _scaled_vertebral_mineral(
