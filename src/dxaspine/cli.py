@@ -67,8 +67,26 @@ def simulate(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    from_ct: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-ct", help="Simulate one scan from this CT (NIfTI, HU) instead of a cohort."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="With --from-ct: vertebra label volume (NIfTI) on the CT's grid."),
+    ] = None,
+    label_map: Annotated[
+        str,
+        typer.Option(
+            help="With --from-ct: totalsegmentator, totalsegmentator-v1, simple (1..4 = L1..L4) "
+            "or ids 'L1=31,L2=30,...'."
+        ),
+    ] = "totalsegmentator",
 ) -> None:
-    """Simulate a cohort of DXA lumbar-spine scans with exact ground truth."""
+    """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, or with
+    --from-ct one scan projected from a labelled CT."""
     from dxaspine.simulate.cohort import CohortConfig, simulate_cohort
     from dxaspine.simulate.devices import DEVICES
 
@@ -76,6 +94,11 @@ def simulate(
         raise fail(f"unknown device profile '{device}'; choose one of: {', '.join(DEVICES)}")
     if out.exists() and not out.is_dir():
         raise fail(f"{out}: exists and is not a folder")
+    if from_ct is not None or labels is not None:
+        _simulate_from_ct(from_ct, labels, out, device, seed, label_map, truth_maps, preview)
+        if export or n != 10 or jobs != 1:
+            typer.echo("note: --n, --jobs and --export do not apply to --from-ct", err=True)
+        return
     config = CohortConfig(
         n_scans=n,
         seed=seed,
@@ -489,6 +512,35 @@ def export_onnx(
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"wrote {path} from {source}")
+
+
+def _simulate_from_ct(
+    ct: Path | None,
+    labels: Path | None,
+    out: Path,
+    device: str,
+    seed: int,
+    label_map: str,
+    truth_maps: bool,
+    preview: bool,
+) -> None:
+    from dxaspine.simulate.ct import CTError
+    from dxaspine.simulate.ct_scan import coverage_note, simulate_from_ct
+
+    if ct is None or labels is None:
+        raise fail("--from-ct CT and --labels SEG go together: give both NIfTI volumes")
+    try:
+        path, scan = simulate_from_ct(
+            ct, labels, out, device, seed, label_map, truth_maps=truth_maps, preview=preview
+        )
+    except (CTError, OSError) as exc:
+        raise fail(str(exc)) from None
+    truth = scan.meta["truth"]
+    bmd = ", ".join(f"{n} {v['bmd_g_cm2']:.3f}" for n, v in truth["vertebrae"].items())
+    typer.echo(f"wrote {path} ({device}, seed {seed}) from {ct.name}: true BMD g/cm2 {bmd}")
+    note = coverage_note(scan)
+    if note:
+        typer.echo(f"warning: {note}", err=True)
 
 
 def _parse_spacing(text: str | None) -> tuple[float, float] | None:

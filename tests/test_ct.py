@@ -1,0 +1,311 @@
+"""DXA scans projected from labelled CT volumes (simulate/ct.py, simulate/ct_scan.py).
+
+Every volume is a small synthetic phantom written with nibabel to tmp_path: an
+elliptical abdomen of lean tissue in a fat layer, in air, with L1-L4 as
+upright bone cylinders (radius 20 mm, 25 mm tall, 300 HU) on the spine axis;
+L2 has a transverse process. Voxels are 2 x 2 x 2.5 mm and every cylinder
+axis lies on voxel corners, so the voxelised shapes are known exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dxaspine.cli import app
+from dxaspine.io import read_scan
+from dxaspine.simulate.ct import (
+    LABEL_MAPS,
+    CTError,
+    HUCalibration,
+    derive_hu_calibration,
+    hu_to_materials,
+    parse_label_map,
+)
+from dxaspine.simulate.ct_scan import scan_from_ct
+from dxaspine.simulate.generate import RenderOptions
+from dxaspine.simulate.tables import physics_tables
+
+SHAPE = (64, 64, 80)  # x (towards the patient's left), y (towards the front), z (up)
+VOXEL_MM = (2.0, 2.0, 2.5)
+RADIUS_MM = 20.0
+BODY_SLICES = 10  # 25 mm
+BONE_HU = 300.0
+TOP_SLICE = {"L1": 62, "L2": 47, "L3": 32, "L4": 17}  # top slice index of each body (z up)
+EXACT = RenderOptions(noise=False, blur=False, truth_maps=True)
+
+
+def phantom(lumbar=("L1", "L2", "L3", "L4")) -> tuple[np.ndarray, np.ndarray]:
+    """(HU, labels 1..4) arrays of SHAPE; vertebrae not in `lumbar` are absent."""
+    x = (np.arange(SHAPE[0]) + 0.5) * VOXEL_MM[0] - 64.0  # cylinder axes at voxel corners
+    y = (np.arange(SHAPE[1]) + 0.5) * VOXEL_MM[1] - 64.0
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    outer = (xx / 62) ** 2 + (yy / 50) ** 2 <= 1
+    inner = (xx / 50) ** 2 + (yy / 40) ** 2 <= 1
+    hu = np.full(SHAPE, -1000.0, dtype=np.float32)
+    hu[outer] = -100.0
+    hu[inner] = 40.0
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    spine_y = -10.0
+    disc = xx**2 + (yy - spine_y) ** 2 <= RADIUS_MM**2
+    # Transverse process of L2: a bar 8 mm behind the body, reaching 45 mm to each side,
+    # joined to the body by a pedicle (so the body's back is the fewest-voxel plane).
+    bar = (np.abs(xx) <= 45) & (np.abs(yy - (spine_y - 30)) <= 3)
+    pedicle = (np.abs(xx) <= 4) & (yy < spine_y) & (yy >= spine_y - 30)
+    for label, name in enumerate(("L1", "L2", "L3", "L4"), start=1):
+        if name not in lumbar:
+            continue
+        top = TOP_SLICE[name]
+        for z in range(top - BODY_SLICES + 1, top + 1):
+            hu[:, :, z][disc] = BONE_HU
+            labels[:, :, z][disc] = label
+            if name == "L2" and z >= top - 3:
+                hu[:, :, z][bar | pedicle] = BONE_HU
+                labels[:, :, z][bar | pedicle] = label
+    return hu, labels
+
+
+def affine() -> np.ndarray:
+    return np.diag([*VOXEL_MM, 1.0]) @ np.array(
+        [[1, 0, 0, -32], [0, 1, 0, -32], [0, 0, 1, -40], [0, 0, 0, 1]], dtype=float
+    )
+
+
+def write_pair(tmp_path, hu, labels, label_affine=None, name="phantom"):
+    """Write the CT (RAS+, x towards the patient's right) and its labels; return paths.
+
+    The arrays above run x towards the patient's left, so the file axis is flipped
+    ('L' in the affine), as many CT files are.
+    """
+    to_left = np.diag([-1.0, 1.0, 1.0, 1.0])
+    ct_path, seg_path = tmp_path / f"{name}.nii.gz", tmp_path / f"{name}_seg.nii.gz"
+    nib.save(nib.Nifti1Image(hu.astype(np.int16), to_left @ affine()), ct_path)
+    seg_affine = to_left @ affine() if label_affine is None else label_affine
+    nib.save(nib.Nifti1Image(labels, seg_affine), seg_path)
+    return ct_path, seg_path
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ct")
+    ct, seg = write_pair(tmp, *phantom())
+    return ct, seg, scan_from_ct(ct, seg, label_map="simple", options=EXACT)
+
+
+def rows_cols(mask: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.nonzero(mask)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def test_default_calibration_is_the_derivation_at_70_kev():
+    derived = derive_hu_calibration(70.0)
+    default = HUCalibration()
+    assert derived.adipose_hu == pytest.approx(default.adipose_hu, abs=0.5)
+    assert derived.lean_hu == pytest.approx(default.lean_hu, abs=0.5)
+    assert derived.mineral_mg_cm3_per_hu == pytest.approx(default.mineral_mg_cm3_per_hu, abs=1e-3)
+
+
+def test_hu_to_materials_known_voxels():
+    cal = HUCalibration()
+    rho = physics_tables().density_g_cm3
+    hu = np.array([-1000.0, -600.0, cal.adipose_hu, cal.lean_hu, cal.lean_hu + 200.0, 1000.0])
+    bone = np.array([False, False, False, False, True, False])
+    mineral, lean, adipose = hu_to_materials(hu, bone, cal)
+    assert mineral[0] == lean[0] == adipose[0] == lean[1] == adipose[1] == 0  # air
+    assert adipose[2] == pytest.approx(rho["adipose"]) and lean[2] == 0
+    assert lean[3] == pytest.approx(rho["muscle"]) and adipose[3] == 0
+    assert mineral[4] == pytest.approx(200 * cal.mineral_mg_cm3_per_hu / 1000, rel=1e-5)
+    assert lean[4] == pytest.approx(rho["muscle"] * (1 - mineral[4] / rho["hydroxyapatite"]))
+    assert mineral[5] == 0 and lean[5] > rho["muscle"]  # dense, but not labelled bone
+
+
+def test_totalsegmentator_preset_ids():
+    # TotalSegmentator v2 'total' task: vertebrae_L1 = 31 ... vertebrae_L5 = 27, T12 = 32.
+    ids = LABEL_MAPS["totalsegmentator"].vertebrae
+    assert ids == {"T12": 32, "L1": 31, "L2": 30, "L3": 29, "L4": 28, "L5": 27}
+    assert parse_label_map("L1=5, L2=6").vertebrae == {"L1": 5, "L2": 6}
+    with pytest.raises(CTError, match="unknown label map"):
+        parse_label_map("nonsense")
+
+
+def test_l1_at_the_top_and_mask_area_of_the_cylinders(full):
+    _, _, scan = full
+    sr, sc = scan.spacing_mm
+    centres = [np.nonzero(scan.labels == i)[0].mean() for i in (1, 2, 3, 4)]
+    assert centres == sorted(centres)  # L1 on top, L4 at the bottom
+    for label in (1, 3, 4):
+        rows, cols = rows_cols(scan.labels == label)
+        assert rows * sr == pytest.approx(BODY_SLICES * VOXEL_MM[2], abs=1.5 * sr)
+        assert cols * sc == pytest.approx(2 * RADIUS_MM, abs=1.5 * sc)
+        area_cm2 = scan.meta["truth"]["vertebrae"][f"L{label}"]["area_cm2"]
+        assert area_cm2 == pytest.approx(2 * RADIUS_MM * BODY_SLICES * VOXEL_MM[2] / 100, rel=0.05)
+
+
+def test_transverse_process_cut_at_the_body_edge(full):
+    _, _, scan = full
+    sc = scan.spacing_mm[1]
+    l2 = scan.labels == 2
+    _, cols = rows_cols(l2)
+    assert cols * sc == pytest.approx(2 * RADIUS_MM, abs=1.5 * sc)  # not 90 mm
+    rows = np.unique(l2.nonzero()[0])
+    bone = scan.truth_maps["vertebral_bone_g_cm2"][rows] > 0
+    _, bone_cols = rows_cols(bone)
+    assert bone_cols * sc > 80  # the process is in the image, outside the mask
+
+
+def test_bmd_truth_is_the_projected_mineral(full):
+    _, _, scan = full
+    truth = scan.meta["truth"]["vertebrae"]
+    vertebral = scan.truth_maps["vertebral_bone_g_cm2"].astype(np.float64)
+    cal = HUCalibration()
+    mineral_g_cm3 = (BONE_HU - cal.lean_hu) * cal.mineral_mg_cm3_per_hu / 1e3
+    for label in (1, 3, 4):
+        mask = scan.labels == label
+        projected = vertebral[mask].mean()
+        assert truth[f"L{label}"]["bmd_g_cm2"] == pytest.approx(projected, rel=1e-5)
+        # A cylinder seen from the side averages to rho * pi * r / 2 over its rectangle.
+        assert projected == pytest.approx(mineral_g_cm3 * np.pi * RADIUS_MM / 20, rel=0.04)
+    # Resampling keeps the mass: all projected vertebral mineral = all voxel mineral.
+    _, labels = phantom()
+    voxel_cm3 = np.prod(VOXEL_MM) / 1000
+    total_g = (labels > 0).sum() * voxel_cm3 * mineral_g_cm3
+    assert vertebral.sum() * scan.pixel_area_cm2 == pytest.approx(total_g, rel=0.03)
+
+
+def test_soft_tissue_and_physics_match_the_procedural_path(full):
+    _, _, scan = full
+    from dxaspine.simulate.devices import get_device
+    from dxaspine.simulate.generate import acquire_materials
+
+    maps = scan.truth_maps
+    low, high = acquire_materials(
+        maps["bone_g_cm2"], maps["lean_g_cm2"], maps["adipose_g_cm2"],
+        get_device("hologic-like"), None, EXACT,
+    )  # fmt: skip
+    # The truth maps are float32 copies of the maps the scan was made from.
+    np.testing.assert_allclose(low, scan.low, atol=1e-5)
+    np.testing.assert_allclose(high, scan.high, atol=1e-5)
+    # The middle of the field is the L2/L3 disc on the midline: 80 mm of lean tissue
+    # (HU 40) between two 10 mm layers of fat (HU -100).
+    row = (np.nonzero(scan.labels == 2)[0].max() + np.nonzero(scan.labels == 3)[0].min()) // 2
+    col = int(np.nonzero(scan.labels == 2)[1].mean())
+    assert scan.labels[row - 2 : row + 3, col].max() == 0
+    _, lean, adipose = hu_to_materials(np.array([40.0, -100.0]), np.zeros(2, bool))
+    assert maps["lean_g_cm2"][row, col] == pytest.approx(8 * lean[0] + 2 * lean[1], rel=1e-3)
+    assert maps["adipose_g_cm2"][row, col] == pytest.approx(2 * adipose[1], rel=1e-3)
+
+
+def test_reordered_and_flipped_affine_gives_the_same_scan(tmp_path, full):
+    ct, seg, reference = full
+    codes = ("S", "P", "L")  # another axis order, two axes reversed
+    for path in (ct, seg):
+        image = nib.load(path)
+        turned = image.as_reoriented(
+            nib.orientations.ornt_transform(
+                nib.orientations.io_orientation(image.affine),
+                nib.orientations.axcodes2ornt(codes),
+            )
+        )
+        nib.save(turned, tmp_path / path.name)
+    other = scan_from_ct(tmp_path / ct.name, tmp_path / seg.name, label_map="simple", options=EXACT)
+    assert nib.aff2axcodes(nib.load(tmp_path / ct.name).affine) == codes
+    assert other.meta["anatomy"]["source_axcodes"] == "SPL"
+    assert np.array_equal(other.labels, reference.labels)
+    np.testing.assert_allclose(other.low, reference.low, atol=1e-5)
+    np.testing.assert_allclose(other.high, reference.high, atol=1e-5)
+
+
+def test_partial_coverage_l1_to_l3_is_flagged(tmp_path):
+    hu, labels = phantom()
+    keep = slice(TOP_SLICE["L4"] + 3, SHAPE[2])  # the CT stops in the L3/L4 disc
+    ct, seg = write_pair(tmp_path, hu[:, :, keep], labels[:, :, keep])
+    scan = scan_from_ct(ct, seg, label_map="simple", options=EXACT)
+    anatomy = scan.meta["anatomy"]
+    assert anatomy["missing_vertebrae"] == ["L4"]
+    assert anatomy["truncated_vertebrae"] == []
+    assert anatomy["partial_coverage"] is True
+    assert scan.meta["truth"]["flags"]["partial_coverage"] is True
+    assert set(np.unique(scan.labels)) == {0, 1, 2, 3}
+    assert list(scan.meta["truth"]["vertebrae"]) == ["L1", "L2", "L3"]
+    assert anatomy["field_cropped_px"][0] > 0  # the field's bottom lies below the CT
+
+
+def test_vertebra_cut_by_the_ct_edge_is_flagged(tmp_path):
+    hu, labels = phantom()
+    keep = slice(TOP_SLICE["L4"] - 4, SHAPE[2])  # through the middle of L4's body
+    ct, seg = write_pair(tmp_path, hu[:, :, keep], labels[:, :, keep])
+    scan = scan_from_ct(ct, seg, label_map="simple", options=EXACT)
+    assert scan.meta["anatomy"]["truncated_vertebrae"] == ["L4"]
+    assert scan.meta["truth"]["vertebrae"]["L4"]["truncated"] is True
+
+
+def test_label_grid_mismatch_is_a_clear_error(tmp_path):
+    hu, labels = phantom()
+    ct, seg = write_pair(tmp_path, hu, labels[:, :, :-1], name="shape")
+    with pytest.raises(CTError, match=r"shape \(64, 64, 79\) does not match the CT"):
+        scan_from_ct(ct, seg, label_map="simple")
+    shifted = np.diag([-1.0, 1.0, 1.0, 1.0]) @ affine()
+    shifted[2, 3] += 5.0
+    ct, seg = write_pair(tmp_path, hu, labels, label_affine=shifted, name="shifted")
+    with pytest.raises(CTError, match="affine differs from the CT's by up to 5 mm"):
+        scan_from_ct(ct, seg, label_map="simple")
+
+
+def test_wrong_label_map_is_a_clear_error(tmp_path, full):
+    ct, seg, _ = full
+    with pytest.raises(CTError, match="no voxel carries an L1-L4 id"):
+        scan_from_ct(ct, seg, label_map="totalsegmentator")
+
+
+def test_cli_end_to_end(tmp_path, full):
+    ct, seg, _ = full
+    runner = CliRunner()
+    args = ["simulate", "--from-ct", str(ct), "--labels", str(seg), "--label-map", "simple"]
+    args += ["--device", "lunar-like", "--seed", "3"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert "true BMD" in result.output
+    path = tmp_path / "a" / "ct-phantom.npz"
+    scan = read_scan(path)
+    assert scan.device == "lunar-like" and scan.meta["simulated"] is True
+    assert scan.meta["anatomy"]["ct_file"] == "phantom.nii.gz"
+    assert set(np.unique(scan.labels)) == {0, 1, 2, 3, 4}
+    again = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert again.exit_code == 0
+    assert (tmp_path / "b" / "ct-phantom.npz").read_bytes() == path.read_bytes()
+
+
+def test_cli_errors_exit_2(tmp_path, full):
+    ct, seg, _ = full
+    runner = CliRunner()
+    hu, labels = phantom()
+    bad_ct, bad_seg = write_pair(tmp_path, hu, labels[:, :, :-1], name="bad")
+    cases = [
+        ["--from-ct", str(bad_ct), "--labels", str(bad_seg), "--label-map", "simple"],
+        ["--from-ct", str(ct)],
+        ["--from-ct", str(tmp_path / "missing.nii.gz"), "--labels", str(seg)],
+        ["--from-ct", str(ct), "--labels", str(seg), "--label-map", "L9=1"],
+    ]
+    for extra in cases:
+        result = runner.invoke(app, ["simulate", *extra, "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2, (extra, result.output)
+        assert result.output.startswith("error: ")
+
+
+def test_partial_coverage_is_printed(tmp_path):
+    hu, labels = phantom(lumbar=("L1", "L2", "L3"))
+    ct, seg = write_pair(tmp_path, hu, labels)
+    args = ["simulate", "--from-ct", str(ct), "--labels", str(seg), "--label-map", "simple"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "partial coverage (not in the CT: L4)" in result.output
+
+
+def test_calibration_is_recorded(full):
+    _, _, scan = full
+    recorded = scan.meta["anatomy"]["hu_calibration"]
+    assert recorded == dataclasses.asdict(HUCalibration())
