@@ -252,3 +252,40 @@ def test_simulated_scans_hologic_within_6_percent():
 )
 def test_simulated_scans_lunar_within_6_percent():
     assert np.abs(simulated_errors("lunar-like")).max() < 0.06
+
+
+def test_vertebra_under_an_implant_is_excluded_from_the_total():
+    """Simulated lunar-like scan 14 (seed 2002) has a titanium implant over L4."""
+    scan = simulate_scan(2002, 14, "lunar-like")
+    calibration = S.device_calibration("lunar-like")
+    assert S.out_of_calibration(scan, calibration)[scan.labels == 4].mean() > 0.01
+    result = S.score_bmd(scan, scan.labels, calibration)
+    assert result.excluded == ["L4"]
+    assert result.total.name == "L1-L3"
+    kept = [v for v in result.vertebrae if v.name != "L4"]
+    assert result.total.area_cm2 == pytest.approx(sum(v.area_cm2 for v in kept))
+    assert result.total.bmc_g == pytest.approx(sum(v.bmc_g for v in kept))
+    truth = scan.meta["truth"]["vertebrae"]
+    true_total = sum(truth[n]["bmc_g"] for n in ("L1", "L2", "L3")) / sum(
+        truth[n]["area_cm2"] for n in ("L1", "L2", "L3")
+    )
+    assert result.total.bmd_g_cm2 == pytest.approx(true_total, rel=0.1)
+    l4 = next(v for v in result.vertebrae if v.name == "L4")
+    assert abs(l4.bmd_g_cm2 / truth["L4"]["bmd_g_cm2"] - 1) > 0.5  # nonsense over metal
+
+
+def test_scans_without_metal_exclude_nothing():
+    for index in range(3):
+        scan = simulate_scan(2002, index, "lunar-like")
+        result = S.score_bmd(scan, scan.labels, S.device_calibration("lunar-like"))
+        assert result.excluded == [] and result.total.name == "L1-L4"
+
+
+def test_region_names_follow_iscd_notation():
+    def named(*names):
+        return [S.VertebraScore(n, 1.0, 1.0, 1.0, 0.0, None) for n in names]
+
+    assert S._region_name(named("L1", "L2", "L3", "L4")) == "L1-L4"
+    assert S._region_name(named("L1", "L3", "L4")) == "L1,L3-L4"
+    assert S._region_name(named("L2")) == "L2"
+    assert S._region_name([]) == "none"

@@ -68,6 +68,8 @@ def scores_to_dict(
     for vertebra in [*result.vertebrae, result.total]:
         is_total = vertebra is result.total
         flags = [] if is_total else (["ISCD"] if vertebra.name in result.iscd_flags else [])
+        if vertebra.name in result.excluded:
+            flags.append("excluded_out_of_calibration")
         if bmd_note is not None:
             flags.append("tbs_uncalibrated")
         rows.append(
@@ -91,6 +93,7 @@ def scores_to_dict(
         "vertebrae": rows[:-1],
         "total": rows[-1],
         "who_category": result.who_category,
+        "excluded_from_total": list(result.excluded),
         "reference": {
             "name": result.reference.name,
             "mean_g_cm2": result.reference.mean_g_cm2,

@@ -507,13 +507,19 @@ class Scores:
     is from the total T-score. `iscd_flags` names vertebrae whose T-score
     differs by more than 1.0 from a neighbour (ISCD exclusion candidates).
     `t_score_approximate` is True when per-vertebra T-scores use the L1-L4
-    reference (always, with the default reference).
+    reference (always, with the default reference). Vertebrae in `excluded`
+    keep their own row but are left out of the total, as ISCD practice
+    excludes vertebrae under artefacts.
     """
 
     vertebrae: list[VertebraScore]
     total: VertebraScore
     who_category: str
     iscd_flags: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    """Vertebrae left out of `total`: at least `MAX_OUT_OF_CALIBRATION_FRACTION`
+    of their pixels read outside the calibrated range (metal, an implant), where
+    the calibration surface extrapolates and BMD means nothing."""
     reference: BMDReference = NHANES_WOMEN_DEFAULT
     t_score_approximate: bool = True
 
@@ -548,6 +554,25 @@ def who_category(t: float) -> str:
     if t > -2.5:
         return "osteopenia"
     return "osteoporosis"
+
+
+MAX_OUT_OF_CALIBRATION_FRACTION = 0.01
+"""A vertebra with at least this fraction of its pixels outside the calibrated
+(low, high) range is excluded from the total. On 160 simulated test scans only
+the vertebrae under an implant had any such pixel (7% of their area)."""
+
+
+def out_of_calibration(scan: Scan, calibration: Calibration) -> np.ndarray:
+    """Pixels whose low or high log attenuation lies outside the calibration table's range.
+
+    There the calibration surface extrapolates (metal: implants, surgical
+    hardware; or far thicker than the step phantom), so the bone density read
+    from it is not a measurement.
+    """
+    low_lo, low_hi = calibration.low_range
+    high_lo, high_hi = calibration.high_range
+    low, high = np.asarray(scan.low), np.asarray(scan.high)
+    return (low < low_lo) | (low > low_hi) | (high < high_lo) | (high > high_hi)
 
 
 def iscd_flags(vertebrae: list[VertebraScore], max_difference: float = 1.0) -> list[str]:
@@ -585,6 +610,8 @@ def score_bmd(
     `labels` is a (rows, cols) integer image, 0 background and 1..4 = L1..L4
     (`dxaspine.labels.VERTEBRAE`). Bone for the baseline is the labels plus
     `other_bone_mask` (ribs, crests). Vertebrae with no pixels are left out.
+    Vertebrae with pixels outside the calibrated range (`out_of_calibration`)
+    keep their row but are left out of the total (`Scores.excluded`).
     """
     labels = np.asarray(labels)
     if labels.shape != scan.shape:
@@ -596,7 +623,8 @@ def score_bmd(
     mask = (labels > 0) | other_bone_mask(bone, labels, scan.spacing_mm)
     corrected = bone - soft_tissue_baseline(bone, mask, scan.spacing_mm, window_mm=window_mm)
     pixel_area_cm2 = scan.pixel_area_cm2
-    vertebrae = []
+    uncalibrated = out_of_calibration(scan, calibration)
+    vertebrae, excluded = [], []
     for label_id, name in VERTEBRAE.items():
         inside = labels == label_id
         n = int(inside.sum())
@@ -605,18 +633,32 @@ def score_bmd(
         area = n * pixel_area_cm2
         bmc = float(corrected[inside].sum() * pixel_area_cm2)
         vertebrae.append(_score(name, area, bmc, reference, age_years, sex))
-    total_area = sum(v.area_cm2 for v in vertebrae)
-    total_bmc = sum(v.bmc_g for v in vertebrae)
-    names = [v.name for v in vertebrae]
-    total_name = f"{names[0]}-{names[-1]}" if len(names) > 1 else (names[0] if names else "none")
-    total = _score(total_name, total_area, total_bmc, reference, age_years, sex)
+        if uncalibrated[inside].sum() >= MAX_OUT_OF_CALIBRATION_FRACTION * n:
+            excluded.append(name)
+    counted = [v for v in vertebrae if v.name not in excluded]
+    total_area = sum(v.area_cm2 for v in counted)
+    total_bmc = sum(v.bmc_g for v in counted)
+    total = _score(_region_name(counted), total_area, total_bmc, reference, age_years, sex)
     return Scores(
         vertebrae=vertebrae,
         total=total,
         who_category=who_category(total.t_score),
-        iscd_flags=iscd_flags(vertebrae),
+        iscd_flags=iscd_flags(counted),
+        excluded=excluded,
         reference=reference,
     )
+
+
+def _region_name(vertebrae: list[VertebraScore]) -> str:
+    """'L1-L4' for a run of neighbours, 'L1,L3-L4' with a gap, 'none' for no vertebra."""
+    order = list(VERTEBRAE.values())
+    runs: list[list[str]] = []
+    for name in (v.name for v in vertebrae):
+        if runs and order.index(name) == order.index(runs[-1][-1]) + 1:
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+    return ",".join(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs) or "none"
 
 
 def _score(
