@@ -216,6 +216,43 @@ def ct_scan_id(ct_path: Path | str) -> str:
     return f"ct-{name}"
 
 
+def project_ct(
+    ct_path: Path | str,
+    labels_path: Path | str,
+    label_map: str | LabelMap = "totalsegmentator",
+    calibration: HUCalibration | None = None,
+) -> tuple[Projection, dict]:
+    """Read, check and project a labelled CT (the slow, device-independent step).
+
+    Returns the projection and the description of its source that
+    `scan_from_projection` stores in `meta["anatomy"]`. Raises CTError for a
+    label volume off the CT grid, an unknown label map or no L1-L4 in the labels.
+    """
+    label_map = parse_label_map(label_map) if isinstance(label_map, str) else label_map
+    calibration = calibration or HUCalibration()
+    volume = read_ct(ct_path, labels_path)
+    projection = project(volume, label_map, calibration)
+    if not set(projection.vertebra_any) & set(LUMBAR):
+        ids = {n: label_map.vertebrae[n] for n in LUMBAR if n in label_map.vertebrae}
+        raise CTError(
+            f"{volume.labels_name}: no voxel carries an L1-L4 id of label map "
+            f"'{label_map.name}' {ids}; pick the label map that matches the file (--label-map)"
+        )
+    source = {
+        "source": "ct",
+        "scan_id": ct_scan_id(ct_path),
+        "ct_file": volume.ct_name,
+        "labels_file": volume.labels_name,
+        "label_map": label_map.name,
+        "label_ids": dict(label_map.vertebrae),
+        "source_axcodes": "".join(volume.source_axcodes),
+        "ct_voxel_mm": [round(v, 4) for v in volume.spacing_mm],
+        "obliquity_deg": round(volume.obliquity_deg, 3),
+        "hu_calibration": calibration.to_dict(),
+    }
+    return projection, source
+
+
 def scan_from_ct(
     ct_path: Path | str,
     labels_path: Path | str,
@@ -230,18 +267,21 @@ def scan_from_ct(
     Raises CTError for a label volume off the CT grid, an unknown label map,
     no L1-L4 in the labels, or a CT too small for the field.
     """
+    projection, source = project_ct(ct_path, labels_path, label_map, calibration)
+    return scan_from_projection(projection, source, device, seed, options)
+
+
+def scan_from_projection(
+    projection: Projection,
+    source: dict,
+    device: str | DeviceProfile = "hologic-like",
+    seed: int = 0,
+    options: RenderOptions | None = None,
+) -> Scan:
+    """The scan of a projected CT (`project_ct`) on one device: field, labels,
+    physics (`acquire_materials`), ground truth and metadata."""
     options = options or RenderOptions()
     device = get_device(device) if isinstance(device, str) else device
-    label_map = parse_label_map(label_map) if isinstance(label_map, str) else label_map
-    calibration = calibration or HUCalibration()
-    volume = read_ct(ct_path, labels_path)
-    projection = project(volume, label_map, calibration)
-    if not set(projection.vertebra_any) & set(LUMBAR):
-        ids = {n: label_map.vertebrae[n] for n in LUMBAR if n in label_map.vertebrae}
-        raise CTError(
-            f"{volume.labels_name}: no voxel carries an L1-L4 id of label map "
-            f"'{label_map.name}' {ids}; pick the label map that matches the file (--label-map)"
-        )
     field = place_field(projection, device)
     maps = {
         name: resample(getattr(projection, name), projection.spacing_mm, field)
@@ -257,17 +297,9 @@ def scan_from_ct(
     truncated = [n for n in present if n in projection.truncated]
     posterior_cut = [n for n in present if n in projection.posterior_cut]
     labelled = [n for i, n in enumerate(LUMBAR, start=1) if (labels == i).any()]
-    scan_id = ct_scan_id(ct_path)
+    scan_id = source["scan_id"]
     anatomy = {
-        "source": "ct",
-        "ct_file": volume.ct_name,
-        "labels_file": volume.labels_name,
-        "label_map": label_map.name,
-        "label_ids": dict(label_map.vertebrae),
-        "source_axcodes": "".join(volume.source_axcodes),
-        "ct_voxel_mm": [round(v, 4) for v in volume.spacing_mm],
-        "obliquity_deg": round(volume.obliquity_deg, 3),
-        "hu_calibration": calibration.to_dict(),
+        **{k: v for k, v in source.items() if k != "scan_id"},
         "vertebrae_present": present,
         "vertebrae_labelled": labelled,
         "missing_vertebrae": missing,
@@ -285,7 +317,7 @@ def scan_from_ct(
         projection.posterior_cut,
     )
     truth["flags"] = {"partial_coverage": anatomy["partial_coverage"]}
-    truth["ct_file"] = volume.ct_name
+    truth["ct_file"] = source["ct_file"]
     meta = {
         "scan_id": scan_id,
         "patient_id": scan_id,
