@@ -1,0 +1,407 @@
+"""Realism of the procedural simulator against anatomy projected from labelled CTs.
+Every figure is from SIMULATED DXA scans: both kinds go through the same
+physics (generate.acquire_materials); only the anatomy differs.
+
+    .venv/bin/python benchmarks/realism.py --ct CT.nii.gz --labels SEG.nii.gz
+        [--ct CT2.nii.gz --labels SEG2.nii.gz ...] [--label-map totalsegmentator]
+        [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
+        [--provenance TEXT] [--out benchmarks/results]
+
+`--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
+Nothing is downloaded: the CTs are the user's.
+
+Per device profile and per vertebra (L1-L4), for the procedural cohort (fresh
+seed) and for every CT-derived scan: vertebral width (widest mask row), height
+(tallest mask column) and area; true BMD; bone-to-soft contrast (median over
+the mask minus median over a background band 15-35 mm beside it, same rows,
+in the low-energy image and in the calibrated bone image); disc visibility
+(`disc_contrast`: the dip of the true mineral between neighbouring vertebrae,
+1 for an empty gap, 0 for none); soft tissue (lean + adipose, g/cm2:
+5th/50th/95th percentile over the field, median over the spine, fat fraction
+there); per-pixel noise (noisy minus noise-free render
+of the same scan, in the background band); open TBS (dxaspine.tbs). Vertebrae
+whose body the CT cuts are left out of the anatomy figures. A CT value outside
+the procedural cohort's min..max is flagged. The shipped dual-energy model
+segments every scan: Dice and Hausdorff per vertebra, BMD error against the
+true BMD. Prints tables and writes benchmarks/results/realism.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from scipy import ndimage
+
+from dxaspine import __version__
+from dxaspine.infer import Predictor, shipped_model_path
+from dxaspine.metrics import dice, hausdorff_mm
+from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
+from dxaspine.simulate.ct_scan import project_ct, scan_from_projection
+from dxaspine.simulate.devices import DEVICES
+from dxaspine.simulate.generate import RenderOptions, simulate_scan
+from dxaspine.tbs import tbs
+
+LUMBAR = ("L1", "L2", "L3", "L4")
+NOISY = RenderOptions(truth_maps=True)
+CLEAN = RenderOptions(noise=False, truth_maps=True)
+BAND_MM = (15.0, 35.0)
+ANATOMY_KEYS = ("width_mm", "height_mm", "area_cm2", "bmd_true_g_cm2", "tbs")
+SCAN_KEYS = (
+    "contrast_low",
+    "contrast_bone_g_cm2",
+    "noise_low",
+    "noise_high",
+    "noise_bone_g_cm2",
+    "soft_p5_g_cm2",
+    "soft_p50_g_cm2",
+    "soft_p95_g_cm2",
+    "soft_spine_g_cm2",
+    "fat_fraction_spine",
+    "disc_contrast",
+    "tbs_total",
+)
+
+
+def background_band(labels: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
+    """Non-spine pixels 15-35 mm from the L1-L4 mask, in the mask's rows."""
+    mask = labels > 0
+    distance = ndimage.distance_transform_edt(~mask, sampling=spacing_mm)
+    rows = np.zeros_like(mask)
+    rows[np.flatnonzero(mask.any(axis=1))] = True
+    return rows & (distance >= BAND_MM[0]) & (distance <= BAND_MM[1])
+
+
+def vertebra_sizes(labels: np.ndarray, spacing_mm: tuple[float, float]) -> dict[str, dict]:
+    sr, sc = spacing_mm
+    sizes = {}
+    for label, name in enumerate(LUMBAR, start=1):
+        mask = labels == label
+        if mask.any():
+            sizes[name] = {
+                "width_mm": float(mask.sum(axis=1).max() * sc),
+                "height_mm": float(mask.sum(axis=0).max() * sr),
+                "area_cm2": float(mask.sum() * sr * sc / 100),
+            }
+    return sizes
+
+
+def disc_contrast(bone: np.ndarray, labels: np.ndarray) -> float:
+    """How visible the disc spaces are: 1 - (lowest row mean between two neighbouring
+    vertebra centres) / (mean of the rows at the two centres), averaged over the
+    neighbouring pairs. The row means are taken over the middle half of the
+    vertebral column's width. 1: an empty gap; 0: no dip at all."""
+    cols = np.flatnonzero((labels > 0).any(axis=0))
+    quarter = (cols.max() - cols.min()) // 4
+    profile = bone[:, cols.min() + quarter : cols.max() - quarter + 1].mean(axis=1)
+    centres = [
+        round(np.nonzero(labels == v)[0].mean()) for v in (1, 2, 3, 4) if (labels == v).any()
+    ]
+    values = []
+    for upper, lower in itertools.pairwise(centres):
+        bodies = 0.5 * (profile[upper] + profile[lower])
+        values.append(1.0 - profile[upper : lower + 1].min() / bodies)
+    return float(np.mean(values)) if values else math.nan
+
+
+def measure(noisy, clean) -> dict:
+    """Anatomy, contrast, soft tissue, noise and TBS of one scan (noisy and noise-free renders)."""
+    labels, spacing = clean.labels, clean.spacing_mm
+    calibration = device_calibration(clean.device)
+    band = background_band(labels, spacing)
+    mask = labels > 0
+    bone_clean = bone_areal_density(clean, calibration)
+    bone_noisy = bone_areal_density(noisy, calibration)
+    soft = clean.truth_maps["lean_g_cm2"] + clean.truth_maps["adipose_g_cm2"]
+    fat = clean.truth_maps["adipose_g_cm2"] / np.maximum(soft, 1e-6)
+    truth = clean.meta["truth"]["vertebrae"]
+    cut = set(clean.meta.get("anatomy", {}).get("truncated_vertebrae", []))
+    tbs_values = tbs(bone_noisy, labels, spacing)
+    vertebrae = {}
+    for name, sizes in vertebra_sizes(labels, spacing).items():
+        if name in cut:
+            continue
+        vertebrae[name] = sizes | {
+            "bmd_true_g_cm2": truth[name]["bmd_g_cm2"],
+            "tbs": tbs_values[name],
+        }
+    scan = {
+        "contrast_low": float(np.median(clean.low[mask]) - np.median(clean.low[band])),
+        "contrast_bone_g_cm2": float(np.median(bone_clean[mask]) - np.median(bone_clean[band])),
+        "noise_low": float(np.std((noisy.low - clean.low)[band])),
+        "noise_high": float(np.std((noisy.high - clean.high)[band])),
+        "noise_bone_g_cm2": float(np.std((bone_noisy - bone_clean)[band])),
+        "soft_p5_g_cm2": float(np.percentile(soft, 5)),
+        "soft_p50_g_cm2": float(np.percentile(soft, 50)),
+        "soft_p95_g_cm2": float(np.percentile(soft, 95)),
+        "soft_spine_g_cm2": float(np.median(soft[mask])),
+        "fat_fraction_spine": float(np.median(fat[mask])),
+        "disc_contrast": disc_contrast(clean.truth_maps["bone_g_cm2"], labels),
+        "tbs_total": float(np.nanmean([v["tbs"] for v in vertebrae.values()] or [math.nan])),
+    }
+    return {"scan_id": clean.scan_id, "device": clean.device, "scan": scan, "vertebrae": vertebrae}
+
+
+def model_results(predictor: Predictor, scan) -> dict:
+    """The shipped model on one scan: Dice, Hausdorff, BMD error per vertebra."""
+    calibration = device_calibration(scan.device)
+    predicted = predictor.segment(scan).labels
+    bone = bone_areal_density(scan, calibration, correct_psf=True)
+    measured = {}
+    for labels, key in ((predicted, "model"), (scan.labels, "reference")):
+        if labels.any():
+            scores = score_bmd(scan, labels, calibration, bone_g_cm2=bone)
+            measured[key] = {v.name: v.bmd_g_cm2 for v in scores.vertebrae}
+        else:
+            measured[key] = {}
+    truth = scan.meta["truth"]["vertebrae"]
+    cut = set(scan.meta.get("anatomy", {}).get("truncated_vertebrae", []))
+    vertebrae = {}
+    for label, name in enumerate(LUMBAR, start=1):
+        if name not in truth:
+            continue
+        reference = scan.labels == label
+        mine = predicted == label
+        true_bmd = truth[name]["bmd_g_cm2"]
+        vertebrae[name] = {
+            "dice": dice(mine, reference),
+            "hausdorff_mm": hausdorff_mm(mine, reference, scan.spacing_mm),
+            "bmd_true_g_cm2": true_bmd,
+            "bmd_model_g_cm2": measured["model"].get(name, math.nan),
+            "bmd_reference_mask_g_cm2": measured["reference"].get(name, math.nan),
+            "bmd_error_model_percent": 100
+            * (measured["model"].get(name, math.nan) - true_bmd)
+            / true_bmd,
+            "body_cut_by_ct": name in cut,
+        }
+    flags = scan.meta["truth"].get("flags", {})
+    return {
+        "scan_id": scan.scan_id,
+        "device": scan.device,
+        "metal": bool(flags.get("implant") or flags.get("clips")),
+        "dice_union": dice(predicted > 0, scan.labels > 0),
+        "predicted_labels": sorted(int(v) for v in np.unique(predicted) if v),
+        "vertebrae": vertebrae,
+    }
+
+
+def distribution(values: list[float]) -> dict:
+    values = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(values.size),
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "min": float(values.min()),
+        "p2_5": float(np.percentile(values, 2.5)),
+        "p97_5": float(np.percentile(values, 97.5)),
+        "max": float(values.max()),
+    }
+
+
+def compare(procedural: list[dict], ct: list[dict]) -> dict:
+    """Procedural distribution vs CT values, per scan figure and per vertebra figure."""
+    rows = {}
+    for key in SCAN_KEYS:
+        rows[key] = (
+            [m["scan"][key] for m in procedural],
+            [(m["scan_id"], m["scan"][key]) for m in ct],
+        )
+    for name in LUMBAR:
+        for key in ANATOMY_KEYS:
+            rows[f"{name} {key}"] = (
+                [m["vertebrae"][name][key] for m in procedural if name in m["vertebrae"]],
+                [(m["scan_id"], m["vertebrae"][name][key]) for m in ct if name in m["vertebrae"]],
+            )
+    out = {}
+    for key, (proc, ct_values) in rows.items():
+        d = distribution(proc)
+        outside = [
+            scan_id
+            for scan_id, v in ct_values
+            if d["n"] and np.isfinite(v) and not d["min"] <= v <= d["max"]
+        ]
+        out[key] = {
+            "procedural": d,
+            "ct": {scan_id: v for scan_id, v in ct_values},
+            "ct_outside_procedural_range": outside,
+        }
+    return out
+
+
+def pair_inputs(cts: list[Path], labels: list[Path]) -> list[tuple[Path, Path]]:
+    if len(cts) == 1 and cts[0].is_dir():
+        if len(labels) != 1 or not labels[0].is_dir():
+            raise SystemExit("--ct DIR needs --labels DIR (files paired by name)")
+        files = sorted(p for p in cts[0].iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        return [(p, labels[0] / p.name) for p in files]
+    if len(cts) != len(labels):
+        raise SystemExit("give one --labels per --ct, in the same order")
+    return list(zip(cts, labels, strict=True))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "nan" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def print_tables(results: dict, console: Console) -> None:
+    for device, comparison in results["comparison"].items():
+        table = Table(title=f"SIMULATED scans, {device}: procedural cohort vs CT-derived")
+        for column in ("figure", "procedural mean (SD)", "procedural min..max", "CT", "outside"):
+            table.add_column(column, justify="right")
+        for key, row in comparison.items():
+            d = row["procedural"]
+            if not d["n"] and not row["ct"]:
+                continue
+            ct_text = ", ".join(fmt(v) for v in row["ct"].values()) or "-"
+            table.add_row(
+                key,
+                f"{fmt(d.get('mean'))} ({fmt(d.get('sd'))})" if d["n"] else "-",
+                f"{fmt(d.get('min'))}..{fmt(d.get('max'))}" if d["n"] else "-",
+                ct_text,
+                "yes" if row["ct_outside_procedural_range"] else "",
+            )
+        console.print(table)
+    table = Table(title="Shipped model on SIMULATED scans (CT-derived anatomy unless noted)")
+    for column in ("scan", "device", "vertebra", "Dice", "HD mm", "true BMD", "BMD error %"):
+        table.add_column(column, justify="right")
+    for row in results["model"]["ct"]:
+        for name, v in row["vertebrae"].items():
+            table.add_row(
+                row["scan_id"],
+                row["device"],
+                name + (" (body cut)" if v["body_cut_by_ct"] else ""),
+                fmt(v["dice"]),
+                fmt(v["hausdorff_mm"], 1),
+                fmt(v["bmd_true_g_cm2"]),
+                fmt(v["bmd_error_model_percent"], 1),
+            )
+    for device, s in results["model"]["procedural_summary"].items():
+        table.add_row(
+            "procedural cohort",
+            device,
+            "L1-L4 (mean)",
+            fmt(s["dice"]["mean"]),
+            fmt(s["hausdorff_mm"]["mean"], 1),
+            "",
+            fmt(s["bmd_error_model_percent_abs"]["mean"], 1) + " (mean abs, no metal)",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ct", type=Path, action="append", required=True)
+    parser.add_argument("--labels", type=Path, action="append", required=True)
+    parser.add_argument("--label-map", default="totalsegmentator")
+    parser.add_argument("--n", type=int, default=40, help="procedural scans per device")
+    parser.add_argument("--seed", type=int, default=3001, help="procedural cohort seed")
+    parser.add_argument("--device", action="append", default=None, choices=list(DEVICES))
+    parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    console = Console(width=150)
+    devices = args.device or list(DEVICES)
+    pairs = pair_inputs(args.ct, args.labels)
+    predictor = Predictor(None, "cpu")
+
+    ct_sources, ct_measures, ct_model = [], {d: [] for d in devices}, []
+    for ct_path, labels_path in pairs:
+        projection, source = project_ct(ct_path, labels_path, args.label_map)
+        ct_sources.append(
+            {
+                "ct": str(ct_path),
+                "labels": str(labels_path),
+                "ct_sha256": sha256(ct_path),
+                "labels_sha256": sha256(labels_path),
+                **source,
+            }
+        )
+        for device in devices:
+            noisy = scan_from_projection(projection, source, device, 0, NOISY)
+            clean = scan_from_projection(projection, source, device, 0, CLEAN)
+            ct_measures[device].append(measure(noisy, clean))
+            ct_model.append(model_results(predictor, noisy))
+            ct_sources[-1].setdefault("coverage", {})[device] = {
+                k: noisy.meta["anatomy"][k]
+                for k in (
+                    "vertebrae_labelled",
+                    "missing_vertebrae",
+                    "truncated_vertebrae",
+                    "posterior_cut_vertebrae",
+                    "field_cropped_px",
+                )
+            }
+
+    proc_measures = {d: [] for d in devices}
+    proc_model = {d: [] for d in devices}
+    for device in devices:
+        for i in track(range(args.n), description=f"procedural {device}", console=console):
+            noisy = simulate_scan(args.seed, i, device, options=NOISY)
+            clean = simulate_scan(args.seed, i, device, options=CLEAN)
+            proc_measures[device].append(measure(noisy, clean))
+            proc_model[device].append(model_results(predictor, noisy))
+
+    procedural_summary = {}
+    for device, rows in proc_model.items():
+        per = [v for r in rows for v in r["vertebrae"].values()]
+        no_metal = [v for r in rows if not r["metal"] for v in r["vertebrae"].values()]
+        procedural_summary[device] = {
+            "dice": distribution([v["dice"] for v in per]),
+            "hausdorff_mm": distribution([v["hausdorff_mm"] for v in per]),
+            "bmd_error_model_percent_abs": distribution(
+                [abs(v["bmd_error_model_percent"]) for v in no_metal]
+            ),
+            "bmd_error_note": "scans with clips or implants left out (metal breaks BMD)",
+        }
+    results = {
+        "simulated": True,
+        "note": "All figures are from SIMULATED DXA scans. CT-derived scans take their anatomy "
+        "from real CT volumes and their image from the simulator's physics; procedural scans "
+        "take both from the simulator.",
+        "dxaspine": __version__,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "ct_sources": ct_sources,
+        "ct_provenance": args.provenance,
+        "procedural_cohort": {"seed": args.seed, "scans_per_device": args.n},
+        "devices": devices,
+        "background_band_mm": BAND_MM,
+        "model": {
+            "path": str(shipped_model_path("dual-energy")),
+            "ct": ct_model,
+            "procedural_summary": procedural_summary,
+        },
+        "comparison": {d: compare(proc_measures[d], ct_measures[d]) for d in devices},
+        "per_scan": {"ct": ct_measures, "procedural": proc_measures},
+    }
+    print_tables(results, console)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "realism.json"
+    path.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
