@@ -309,3 +309,30 @@ def test_calibration_is_recorded(full):
     _, _, scan = full
     recorded = scan.meta["anatomy"]["hu_calibration"]
     assert recorded == dataclasses.asdict(HUCalibration())
+
+
+def test_totalsegmentator_ids_and_contrast_capping(tmp_path):
+    """With TotalSegmentator ids, an enhanced aorta (label 52, 400 HU) is soft tissue;
+    with the simple map (no organ labels) the same voxels read as bone."""
+    hu, labels = phantom()
+    ts = np.zeros_like(labels)
+    for label, ts_id in zip((1, 2, 3, 4), (31, 30, 29, 28), strict=True):
+        ts[labels == label] = ts_id
+    x = (np.arange(SHAPE[0]) + 0.5) * VOXEL_MM[0] - 64.0
+    y = (np.arange(SHAPE[1]) + 0.5) * VOXEL_MM[1] - 64.0
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    aorta = ((xx - 30) ** 2 + (yy - 20) ** 2 <= 100)[:, :, None] & np.ones(SHAPE, bool)
+    hu[aorta] = 400.0
+    ts[aorta] = 52
+    ct, seg = write_pair(tmp_path, hu, ts)
+    capped = scan_from_ct(ct, seg, options=EXACT)
+    both = labels.copy()
+    both[aorta] = 0
+    ct2, seg2 = write_pair(tmp_path, hu, both, name="simple")
+    enhanced = scan_from_ct(ct2, seg2, label_map="simple", options=EXACT)
+    assert np.array_equal(capped.labels, enhanced.labels)
+    assert capped.meta["anatomy"]["label_map"] == "totalsegmentator"
+    other = capped.truth_maps["bone_g_cm2"] - capped.truth_maps["vertebral_bone_g_cm2"]
+    assert other.max() < 1e-6  # the aorta adds no mineral
+    other = enhanced.truth_maps["bone_g_cm2"] - enhanced.truth_maps["vertebral_bone_g_cm2"]
+    assert other.max() > 0.5  # 2 cm of 400 HU read as bone
