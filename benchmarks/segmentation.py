@@ -34,7 +34,12 @@ from dxaspine.evaluate import agreement, mean_sd, overlap_metrics
 from dxaspine.infer import Predictor, load_model, shipped_model_path
 from dxaspine.network import count_parameters
 from dxaspine.report import scores_to_dict
-from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
+from dxaspine.scores import (
+    bone_areal_density,
+    device_calibration,
+    score_bmd,
+    without_vertebrae,
+)
 from dxaspine.simulate.generate import simulate_scan
 from dxaspine.tbs import tbs
 
@@ -58,8 +63,11 @@ def bone_scores(scan, labels, calibration, bone) -> tuple[float, float]:
     if not np.any(labels):
         return math.nan, math.nan
     bmd_bone, tbs_bone = bone
-    bmd = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone).total.bmd_g_cm2
-    return float(bmd), float(tbs(tbs_bone, labels, scan.spacing_mm)["total"])
+    result = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone)
+    texture_labels = without_vertebrae(labels, result.excluded)
+    return float(result.total.bmd_g_cm2), float(
+        tbs(tbs_bone, texture_labels, scan.spacing_mm)["total"]
+    )
 
 
 def summarise(rows: list[dict], method: str) -> dict:

@@ -137,3 +137,18 @@ def test_single_image_scan_gets_areas_and_flagged_tbs_but_no_bmd(scan):
         (scan.labels == 1).sum() * scan.pixel_area_cm2, rel=1e-3
     )
     assert all("tbs_uncalibrated" in v["flags"] for v in report["vertebrae"])
+
+
+def test_vertebrae_under_metal_have_no_bmd_or_tbs_and_leave_the_total():
+    """Simulated lunar-like scan 14 (seed 2002) has a titanium implant over L4."""
+    from dxaspine.report import scores_to_dict
+    from dxaspine.scores import device_calibration
+    from dxaspine.simulate.generate import simulate_scan
+
+    scan = simulate_scan(2002, 14, "lunar-like")
+    report = scores_to_dict(scan, scan.labels, device_calibration("lunar-like"))
+    assert report["excluded_from_total"] == ["L4"]
+    l4 = report["vertebrae"][3]
+    assert l4["name"] == "L4" and "excluded_metal" in l4["flags"]
+    assert l4["bmd_g_cm2"] is None and l4["tbs"] is None and l4["area_cm2"] > 0
+    assert report["total"]["name"] == "L1-L3"

@@ -33,6 +33,7 @@ from dxaspine.scores import (
     score_bmd,
     t_score,
     who_category,
+    without_vertebrae,
 )
 from dxaspine.tbs import tbs
 
@@ -264,13 +265,15 @@ def _bone_scores(
     total_area = sum(region["area_cm2"] for region in out.values())
     out["total"] = {"area_cm2": total_area, "bmd_g_cm2": nan, "tbs": nan}
     if labels is not None and labels.any():
-        for name, value in tbs(bone, labels, scan.spacing_mm).items():
-            out[name]["tbs"] = value
+        texture_labels = labels
         if calibration is not None:
             result = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone)
             for vertebra in result.vertebrae:
                 out[vertebra.name]["bmd_g_cm2"] = vertebra.bmd_g_cm2
             out["total"]["bmd_g_cm2"] = result.total.bmd_g_cm2
+            texture_labels = without_vertebrae(labels, result.excluded)
+        for name, value in tbs(bone, texture_labels, scan.spacing_mm).items():
+            out[name]["tbs"] = value
     out["t_score"] = t_score(out["total"]["bmd_g_cm2"])
     out["who"] = who_category(out["t_score"])
     return out

@@ -15,7 +15,14 @@ from rich.table import Table
 from dxaspine import __version__
 from dxaspine.labels import VERTEBRAE
 from dxaspine.scan import Scan
-from dxaspine.scores import Calibration, Scores, VertebraScore, bone_areal_density, score_bmd
+from dxaspine.scores import (
+    Calibration,
+    Scores,
+    VertebraScore,
+    bone_areal_density,
+    score_bmd,
+    without_vertebrae,
+)
 from dxaspine.tbs import TBSConfig, tbs
 
 
@@ -57,7 +64,8 @@ def scores_to_dict(
     if bmd_note is None:
         bone = bone_areal_density(scan, calibration)  # TBS: the image without PSF correction
         result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex)
-        texture = tbs(bone, labels, scan.spacing_mm, tbs_config)
+        texture_labels = without_vertebrae(labels, result.excluded)
+        texture = tbs(bone, texture_labels, scan.spacing_mm, tbs_config)
     else:
         from dxaspine.preview import bone_image
 
@@ -69,7 +77,7 @@ def scores_to_dict(
         is_total = vertebra is result.total
         flags = [] if is_total else (["ISCD"] if vertebra.name in result.iscd_flags else [])
         if vertebra.name in result.excluded:
-            flags.append("excluded_out_of_calibration")
+            flags.append("excluded_metal")
         if bmd_note is not None:
             flags.append("tbs_uncalibrated")
         rows.append(
@@ -145,8 +153,14 @@ def scores_table(report: dict[str, Any]) -> Table:
             ", ".join(row["flags"]),
         )
     table.caption = (
-        f"WHO category (L1-L4 T-score): {report['who_category']}.  *{report['tbs_note']}"
+        f"WHO category ({report['total']['name']} T-score): {report['who_category']}."
+        f"  *{report['tbs_note']}"
     )
+    if report.get("excluded_from_total"):
+        table.caption += (
+            f"  Left out of the total (read through metal, outside the calibration): "
+            f"{', '.join(report['excluded_from_total'])}."
+        )
     if report.get("bmd_note"):
         table.caption += f"\nBMD unavailable: {report['bmd_note']}."
     return table

@@ -519,7 +519,7 @@ class Scores:
     excluded: list[str] = field(default_factory=list)
     """Vertebrae left out of `total`: at least `MAX_OUT_OF_CALIBRATION_FRACTION`
     of their pixels read outside the calibrated range (metal, an implant), where
-    the calibration surface extrapolates and BMD means nothing."""
+    the calibration surface extrapolates; their BMC, BMD and T-score are nan."""
     reference: BMDReference = NHANES_WOMEN_DEFAULT
     t_score_approximate: bool = True
 
@@ -575,6 +575,16 @@ def out_of_calibration(scan: Scan, calibration: Calibration) -> np.ndarray:
     return (low < low_lo) | (low > low_hi) | (high < high_lo) | (high > high_hi)
 
 
+def without_vertebrae(labels: np.ndarray, names: list[str]) -> np.ndarray:
+    """`labels` with the named vertebrae set to background (e.g. `Scores.excluded`,
+    so that TBS leaves out what BMD left out)."""
+    out = np.array(labels, copy=True)
+    for label_id, name in VERTEBRAE.items():
+        if name in names:
+            out[out == label_id] = 0
+    return out
+
+
 def iscd_flags(vertebrae: list[VertebraScore], max_difference: float = 1.0) -> list[str]:
     """Names of vertebrae whose T-score differs by more than `max_difference` from a neighbour.
 
@@ -611,7 +621,8 @@ def score_bmd(
     (`dxaspine.labels.VERTEBRAE`). Bone for the baseline is the labels plus
     `other_bone_mask` (ribs, crests). Vertebrae with no pixels are left out.
     Vertebrae with pixels outside the calibrated range (`out_of_calibration`)
-    keep their row but are left out of the total (`Scores.excluded`).
+    keep their row, with area only (BMC, BMD and T nan), and are left out of
+    the total (`Scores.excluded`).
     """
     labels = np.asarray(labels)
     if labels.shape != scan.shape:
@@ -632,9 +643,10 @@ def score_bmd(
             continue
         area = n * pixel_area_cm2
         bmc = float(corrected[inside].sum() * pixel_area_cm2)
-        vertebrae.append(_score(name, area, bmc, reference, age_years, sex))
         if uncalibrated[inside].sum() >= MAX_OUT_OF_CALIBRATION_FRACTION * n:
             excluded.append(name)
+            bmc = float("nan")  # read through metal: not a measurement
+        vertebrae.append(_score(name, area, bmc, reference, age_years, sex))
     counted = [v for v in vertebrae if v.name not in excluded]
     total_area = sum(v.area_cm2 for v in counted)
     total_bmc = sum(v.bmc_g for v in counted)
