@@ -50,6 +50,9 @@ def test_segment_writes_every_output_and_skips_a_bad_file(tiny_model, make_scan,
         assert scores["model"] == "tiny" and "total" in scores
     rows = list(csv.DictReader(open(out / "scores.csv")))
     assert [r["scan_id"] for r in rows] == ["test-0000", "test-0001"]
+    for row in rows:  # one set of total columns, whatever region the total holds
+        assert row["total_region"] and "total_area_cm2" in row and "who_category" in row
+        assert not any(key.startswith(("L1-", "L2-", "L3-")) for key in row)
     run = json.loads((out / "segment.json").read_text())
     assert str(inputs / "broken.npz") in run["failures"] and run["versions"]["torch"]
 

@@ -104,9 +104,14 @@ def csv_row(source: str, segmentation: Segmentation, report: dict) -> dict[str, 
         "model": segmentation.model,
         "seconds": round(segmentation.seconds, 4),
     }
-    for vertebra in [*report["vertebrae"], report["total"]]:
+    for vertebra in report["vertebrae"]:
         for name in CSV_VERTEBRA_FIELDS:
             row[f"{vertebra['name']}_{name}"] = vertebra[name]
+    # The total's columns keep one name whatever it holds (L1-L4, L1-L3, L1,L4).
+    row["total_region"] = report["total"]["name"]
+    for name in CSV_VERTEBRA_FIELDS:
+        row[f"total_{name}"] = report["total"][name]
+    row["excluded_from_total"] = " ".join(report.get("excluded_from_total", []))
     row["who_category"] = report["who_category"]
     return row
 
