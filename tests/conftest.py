@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,3 +52,30 @@ def make_scan() -> Callable[..., Scan]:
 @pytest.fixture
 def scan() -> Scan:
     return build_scan()
+
+
+def write_prediction(folder: Path, scan_id: str, labels: np.ndarray, spacing_mm) -> Path:
+    """A predicted label map as `dxaspine segment` writes it: `<id>_labels.npz`."""
+    path = folder / f"{scan_id}_labels.npz"
+    np.savez_compressed(path, labels=labels, spacing_mm=np.asarray(spacing_mm))
+    return path
+
+
+def cohort_folders(root: Path) -> tuple[Path, Path]:
+    """Empty `pred` and `ref` folders under `root`."""
+    pred, ref = root / "pred", root / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    return pred, ref
+
+
+@pytest.fixture(scope="session")
+def make_prediction() -> Callable[..., Path]:
+    """Factory fixture: make_prediction(folder, scan_id, labels, spacing_mm) -> path."""
+    return write_prediction
+
+
+@pytest.fixture(scope="session")
+def make_cohort_folders() -> Callable[[Path], tuple[Path, Path]]:
+    """Factory fixture: make_cohort_folders(root) -> (pred, ref)."""
+    return cohort_folders

@@ -12,28 +12,17 @@ from dxaspine.io import write_scan
 from dxaspine.simulate.generate import simulate_scan
 
 
-def _write_prediction(folder: Path, scan_id: str, labels: np.ndarray, spacing_mm) -> Path:
-    path = folder / f"{scan_id}_labels.npz"
-    np.savez_compressed(path, labels=labels, spacing_mm=np.asarray(spacing_mm))
-    return path
-
-
-def _folders(tmp_path: Path) -> tuple[Path, Path]:
-    pred, ref = tmp_path / "pred", tmp_path / "ref"
-    pred.mkdir()
-    ref.mkdir()
-    return pred, ref
-
-
 @pytest.fixture(scope="module")
-def simulated_cohort(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+def simulated_cohort(
+    tmp_path_factory, make_prediction, make_cohort_folders
+) -> tuple[Path, Path, list[str]]:
     """Three small simulated scans with predictions identical to their reference labels."""
-    pred, ref = _folders(tmp_path_factory.mktemp("cohort"))
+    pred, ref = make_cohort_folders(tmp_path_factory.mktemp("cohort"))
     ids = []
     for index in range(3):
         scan = simulate_scan(5, index, "lunar-like")
         write_scan(scan, ref / f"{scan.scan_id}.npz")
-        _write_prediction(pred, scan.scan_id, scan.labels, scan.spacing_mm)
+        make_prediction(pred, scan.scan_id, scan.labels, scan.spacing_mm)
         ids.append(scan.scan_id)
     return pred, ref, ids
 
@@ -73,12 +62,14 @@ def test_identical_predictions_are_perfect_and_every_file_is_written(simulated_c
     assert all(row["bmd_g_cm2_ref"] == row["bmd_g_cm2_pred"] for row in per_vertebra)
 
 
-def test_a_column_shift_gives_the_expected_hausdorff_without_bmd_or_baseline(make_scan, tmp_path):
-    pred, ref = _folders(tmp_path)
+def test_a_column_shift_gives_the_expected_hausdorff_without_bmd_or_baseline(
+    make_scan, tmp_path, make_prediction, make_cohort_folders
+):
+    pred, ref = make_cohort_folders(tmp_path)
     for seed in range(3):
         scan = make_scan(seed, meta={"scan_id": f"h{seed}"})  # no device: no calibration
         write_scan(scan, ref / f"h{seed}.npz")
-        _write_prediction(pred, f"h{seed}", np.roll(scan.labels, 2, axis=1), scan.spacing_mm)
+        make_prediction(pred, f"h{seed}", np.roll(scan.labels, 2, axis=1), scan.spacing_mm)
     summary = evaluate_cohort(pred, ref, tmp_path / "out", with_baseline=False, n_bootstrap=20)
     hausdorff = summary["overlap"]["dxaspine"]["hausdorff_mm"]
     assert hausdorff["mean"] == pytest.approx(1.2) and hausdorff["sd"] == pytest.approx(0)
@@ -93,11 +84,13 @@ def test_a_column_shift_gives_the_expected_hausdorff_without_bmd_or_baseline(mak
     assert not any(key.startswith("baseline") for key in row)
 
 
-def test_a_failed_baseline_gives_nan_and_is_counted(make_scan, tmp_path):
-    pred, ref = _folders(tmp_path)
+def test_a_failed_baseline_gives_nan_and_is_counted(
+    make_scan, tmp_path, make_prediction, make_cohort_folders
+):
+    pred, ref = make_cohort_folders(tmp_path)
     scan = make_scan(3)  # random pixels: no spine for the baseline to find
     write_scan(scan, ref / "x.npz")
-    _write_prediction(pred, scan.scan_id, scan.labels, scan.spacing_mm)
+    make_prediction(pred, scan.scan_id, scan.labels, scan.spacing_mm)
     summary = evaluate_cohort(pred, ref, tmp_path / "out", n_bootstrap=0)
     assert summary["counts"]["baseline_failures"] == 1
     assert summary["overlap"]["baseline"]["dice"]["n_not_finite"] == 1
