@@ -33,15 +33,12 @@ from dxaspine.baseline import baseline_segmentation
 from dxaspine.evaluate import agreement, mean_sd, overlap_metrics
 from dxaspine.infer import Predictor, load_model, shipped_model_path
 from dxaspine.network import count_parameters
-from dxaspine.report import scores_to_dict
+from dxaspine.report import bmd_and_tbs, scores_to_dict
 from dxaspine.scores import (
     bone_areal_density,
     device_calibration,
-    score_bmd,
-    without_vertebrae,
 )
 from dxaspine.simulate.generate import simulate_scan
-from dxaspine.tbs import tbs
 
 DEVICE_SEEDS = {"hologic-like": 2001, "lunar-like": 2002}
 """Test cohorts: seeds differ from the training recipe's (1001, 1002)."""
@@ -63,11 +60,8 @@ def bone_scores(scan, labels, calibration, bone) -> tuple[float, float]:
     if not np.any(labels):
         return math.nan, math.nan
     bmd_bone, tbs_bone = bone
-    result = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone)
-    texture_labels = without_vertebrae(labels, result.excluded)
-    return float(result.total.bmd_g_cm2), float(
-        tbs(tbs_bone, texture_labels, scan.spacing_mm)["total"]
-    )
+    result, texture = bmd_and_tbs(scan, labels, calibration, tbs_bone, bmd_bone)
+    return float(result.total.bmd_g_cm2), float(texture["total"])
 
 
 def summarise(rows: list[dict], method: str) -> dict:

@@ -25,15 +25,14 @@ from dxaspine.io._common import one_line, write_file_atomic
 from dxaspine.labels import VERTEBRAE
 from dxaspine.metrics import dice
 from dxaspine.pairing import pair_cohort, read_reference, reference_paths
+from dxaspine.report import bmd_and_tbs
 from dxaspine.scan import Scan, ScanError
 from dxaspine.scores import (
     Calibration,
     bone_areal_density,
     device_calibration,
-    score_bmd,
     t_score,
     who_category,
-    without_vertebrae,
 )
 from dxaspine.tbs import tbs
 
@@ -265,14 +264,14 @@ def _bone_scores(
     total_area = sum(region["area_cm2"] for region in out.values())
     out["total"] = {"area_cm2": total_area, "bmd_g_cm2": nan, "tbs": nan}
     if labels is not None and labels.any():
-        texture_labels = labels
-        if calibration is not None:
-            result = score_bmd(scan, labels, calibration, bone_g_cm2=bmd_bone)
+        if calibration is None:
+            texture = tbs(bone, labels, scan.spacing_mm)
+        else:
+            result, texture = bmd_and_tbs(scan, labels, calibration, bone, bmd_bone)
             for vertebra in result.vertebrae:
                 out[vertebra.name]["bmd_g_cm2"] = vertebra.bmd_g_cm2
             out["total"]["bmd_g_cm2"] = result.total.bmd_g_cm2
-            texture_labels = without_vertebrae(labels, result.excluded)
-        for name, value in tbs(bone, texture_labels, scan.spacing_mm).items():
+        for name, value in texture.items():
             out[name]["tbs"] = value
     out["t_score"] = t_score(out["total"]["bmd_g_cm2"])
     out["who"] = who_category(out["t_score"])

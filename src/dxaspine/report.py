@@ -32,6 +32,29 @@ def _number(value: float | None, digits: int) -> float | None:
     return round(float(value), digits)
 
 
+def bmd_and_tbs(
+    scan: Scan,
+    labels: np.ndarray,
+    calibration: Calibration,
+    bone_g_cm2: np.ndarray,
+    bmd_bone_g_cm2: np.ndarray | None = None,
+    age_years: float | None = None,
+    sex: str | None = None,
+    tbs_config: TBSConfig | None = None,
+) -> tuple[Scores, dict[str, float]]:
+    """BMD scores and open TBS of one labelling, by one rule for every caller.
+
+    BMD reads `bmd_bone_g_cm2` (the PSF-corrected bone image; computed by
+    `score_bmd` when None), TBS the plain `bone_g_cm2`; the vertebrae BMD
+    leaves out (read through metal) are left out of TBS too.
+    """
+    result = score_bmd(
+        scan, labels, calibration, age_years=age_years, sex=sex, bone_g_cm2=bmd_bone_g_cm2
+    )
+    texture_labels = without_vertebrae(labels, result.excluded)
+    return result, tbs(bone_g_cm2, texture_labels, scan.spacing_mm, tbs_config)
+
+
 def scores_to_dict(
     scan: Scan,
     labels: np.ndarray,
@@ -63,9 +86,9 @@ def scores_to_dict(
     tbs_config = TBSConfig()
     if bmd_note is None:
         bone = bone_areal_density(scan, calibration)  # TBS: the image without PSF correction
-        result = score_bmd(scan, labels, calibration, age_years=age_years, sex=sex)
-        texture_labels = without_vertebrae(labels, result.excluded)
-        texture = tbs(bone, texture_labels, scan.spacing_mm, tbs_config)
+        result, texture = bmd_and_tbs(
+            scan, labels, calibration, bone, age_years=age_years, sex=sex, tbs_config=tbs_config
+        )
     else:
         from dxaspine.preview import bone_image
 
