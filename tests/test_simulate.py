@@ -22,7 +22,7 @@ from dxaspine.scan import Scan
 from dxaspine.simulate.case import ArtefactRates, Case, sample_case
 from dxaspine.simulate.devices import DEVICES, DeviceProfile
 from dxaspine.simulate.generate import RenderOptions, render_case, simulate_scan
-from dxaspine.simulate.spine import place_vertebrae
+from dxaspine.simulate.spine import place_vertebrae, render_vertebra
 
 LUMBAR = ("L1", "L2", "L3", "L4")
 FLAG_NAMES = tuple(field.name for field in dataclasses.fields(ArtefactRates))
@@ -510,3 +510,48 @@ def test_simulate_cli_rejects_unknown_device(tmp_path: Path) -> None:
     assert "siemens-like" in lines[0] and "hologic-like" in lines[0]
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+# --- lordosis: endplates tilted against the beam ----------------------------------------------
+
+
+def _l3_alone(case: Case, tilt_deg: float):
+    """L3 of `case` rendered on its own at 0.1 mm, tilted by `tilt_deg`."""
+    i = index_of(case, "L3")
+    vertebra = dataclasses.replace(case.vertebrae[i], sagittal_tilt_deg=tilt_deg)
+    place = place_vertebrae(case, HOLOGIC.field_of_view_mm[1])[i]
+    y = np.arange(place.centre_y_mm - 30, place.centre_y_mm + 30, 0.1)
+    x = np.arange(place.centre_x_mm - 35, place.centre_x_mm + 35, 0.1)
+    return vertebra, place, render_vertebra(vertebra, place, 0.0, y[:, None], x[None, :])
+
+
+def test_sagittal_tilt_keeps_the_mineral_and_smears_the_endplates(straight_case: Case) -> None:
+    vertebra, _, flat = _l3_alone(straight_case, 0.0)
+    _, _, tilted = _l3_alone(straight_case, 12.0)
+    renders = {"flat": flat, "tilted": tilted}
+    mineral = {k: (b.trabecular + b.structural).sum() for k, b in renders.items()}
+    assert mineral["tilted"] == pytest.approx(mineral["flat"], rel=0.01)
+    # The body's projection grows by depth x tan(tilt) along the spine...
+    rows = {k: np.flatnonzero(b.body.any(axis=1)) for k, b in renders.items()}
+    growth_mm = 0.1 * (np.ptp(rows["tilted"]) - np.ptp(rows["flat"]))
+    expected_mm = vertebra.depth_mm * np.tan(np.deg2rad(12.0))
+    assert growth_mm == pytest.approx(expected_mm, abs=1.5)
+    # ...and the bright endplate line spreads out along the central column.
+    centre_col = flat.body.shape[1] // 2
+    assert tilted.structural[:, centre_col].max() < 0.7 * flat.structural[:, centre_col].max()
+
+
+def test_lordosis_tilts_upper_and_lower_levels_opposite_ways() -> None:
+    cases = [sample_case(np.random.default_rng([11, i]), "t") for i in range(40)]
+    tilts = np.array([[v.sagittal_tilt_deg for v in case.vertebrae] for case in cases])
+    names = ("T12", "L1", "L2", "L3", "L4", "L5")
+    mean = dict(zip(names, tilts.mean(axis=0), strict=True))
+    assert mean["L1"] < -3 and mean["L5"] > 3 and abs(mean["L3"]) < 2
+    assert np.abs(tilts).max() < 30
+
+
+def test_a_flat_spine_renders_as_before_tilt_was_modelled(straight_case: Case) -> None:
+    _, _, flat = _l3_alone(straight_case, 0.0)
+    _, _, tiny = _l3_alone(straight_case, 0.05)  # under one slab step: the plain projection
+    np.testing.assert_array_equal(flat.structural, tiny.structural)
+    np.testing.assert_array_equal(flat.body, tiny.body)

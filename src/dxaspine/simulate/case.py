@@ -46,6 +46,13 @@ class AnatomyRanges:
     tp_length_mm: tuple[float, ...] = (0.0, 12.0, 18.0, 24.0, 19.0, 14.0)
     body_depth_mm: tuple[float, ...] = (28.0, 30.0, 32.0, 33.0, 34.0, 34.0)
     texture_hurst_range: tuple[float, float] = (0.20, 0.60)
+    lordosis_deg: tuple[float, float] = (5.0, 30.0)
+    """Residual lumbar lordosis (L1 to L5 endplate angle) on the table; see
+    `lordosis_position`. Legs on the positioning block flatten it; a patient
+    who cannot bend the knees keeps more (docs/physics.md)."""
+    lordosis_position: tuple[float, ...] = (-0.6, -0.4, -0.2, 0.0, 0.2, 0.4)
+    """Each level's place along the curve (apex at L3): its endplates lean by
+    lordosis x position against the beam."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class Vertebra:
     osteophytes: tuple[tuple[int, int, float], ...] = ()
     """(side -1 right/+1 left, end -1 upper/+1 lower, length mm) spurs."""
     sclerosis: float = 0.0
+    sagittal_tilt_deg: float = 0.0
+    """Endplate angle against the beam from lordosis: the body's front and back
+    project at different heights, so its endplates and the disc space blur."""
 
     @property
     def label(self) -> int:
@@ -211,6 +221,14 @@ def sample_case(
     )
     soft = _sample_soft_tissue(rng, bmi, sex, spine, flags["bowel_gas_over_spine"])
     artefacts = _sample_artefacts(rng, flags, spine)
+    texture_seed = int(rng.integers(2**31))
+    # Drawn last so that every earlier draw (and so the rest of the case)
+    # stays what it was before lordosis was modelled.
+    lordosis = rng.uniform(*ranges.lordosis_deg)
+    vertebrae = tuple(
+        replace(v, sagittal_tilt_deg=float(lordosis * position + rng.normal(0, 2.0)))
+        for v, position in zip(vertebrae, ranges.lordosis_position, strict=True)
+    )
     return Case(
         scan_id=scan_id,
         patient_id=f"P{scan_id}",
@@ -222,7 +240,7 @@ def sample_case(
         soft=soft,
         artefacts=artefacts,
         flags=flags,
-        texture_seed=int(rng.integers(2**31)),
+        texture_seed=texture_seed,
     )
 
 

@@ -82,6 +82,7 @@ def render_case(
     owner_body = np.full((rows * f, cols * f), -1, dtype=np.int8)
     owner_posterior = np.full_like(owner_body, -1)
     owner_distance = np.full(owner_body.shape, np.inf, dtype=np.float32)
+    body_distance = np.full(owner_body.shape, np.inf, dtype=np.float32)
     pieces = []
     for i, (vertebra, place) in enumerate(zip(case.vertebrae, places, strict=True)):
         radius = extent_mm(vertebra, place)
@@ -94,7 +95,10 @@ def render_case(
             continue
         sub = np.s_[r0 * f : r1 * f, c0 * f : c1 * f]
         bone = render_vertebra(vertebra, place, rotation, y_sub[sub[0], None], x_sub[None, sub[1]])
-        owner_body[sub][bone.body] = i
+        # Tilted bodies can overlap in projection: the nearer centre along the axis wins.
+        closer = bone.body & (bone.axial_mm < body_distance[sub])
+        owner_body[sub][closer] = i
+        body_distance[sub][closer] = bone.axial_mm[closer]
         closer = bone.posterior_in_column & (bone.axial_mm < owner_distance[sub])
         owner_posterior[sub][closer] = i
         owner_distance[sub][closer] = bone.axial_mm[closer]

@@ -5,7 +5,9 @@ Each vertebra is drawn in its own frame (u lateral, v along the spine axis,
 mm, origin at the body centre). The body is a rounded rectangle with a
 lateral waist and concave endplates; its AP depth is an elliptical cross-
 section with a cortical shell, so the projected mineral is
-rho_trab * L_inner + rho_cortex * (L_outer - L_inner). Posterior elements
+rho_trab * L_inner + rho_cortex * (L_outer - L_inner). Lordosis tilts the
+body against the beam (`Vertebra.sagittal_tilt_deg`), which smears its
+endplates over a band of height depth * tan(tilt). Posterior elements
 are tubes and plates projected on the body, shifted sideways by axial
 rotation.
 """
@@ -21,6 +23,8 @@ from dxaspine.simulate.case import Case, Vertebra
 TRABECULAR_HA_G_CM3 = 0.15
 CORTICAL_HA_G_CM3 = 1.05
 ENDPLATE_MM = 1.3
+TILT_STEP_MM = 0.5
+"""Largest height step between the AP slabs of a tilted body."""
 
 
 @dataclass(frozen=True)
@@ -96,29 +100,7 @@ def render_vertebra(
     hh = vertebra.half_height_mm * (1 - vertebra.height_loss)
     hw = vertebra.half_width_mm
 
-    # Vertebral body: rounded rectangle with a waist and concave endplates.
-    half_width_at_v = hw * (1 - vertebra.waist * (1 - np.clip(v / hh, -1, 1) ** 2))
-    half_height_at_u = hh * (1 - vertebra.concavity * (1 - np.clip(u / hw, -1, 1) ** 2))
-    body = (np.abs(u) / half_width_at_v) ** 4 + (np.abs(v) / half_height_at_u) ** 4 <= 1.0
-    t = vertebra.cortex_mm
-    outer = vertebra.depth_mm * np.sqrt(np.clip(1 - (u / half_width_at_v) ** 2, 0, None))
-    inner = (vertebra.depth_mm - 2 * t) * np.sqrt(
-        np.clip(1 - (u / (half_width_at_v - t)) ** 2, 0, None)
-    )
-    to_endplate = half_height_at_u - np.abs(v)
-    endplate = to_endplate < ENDPLATE_MM
-    trabecular = np.where(body & ~endplate, TRABECULAR_HA_G_CM3 * inner / 10, 0.0)
-    structural = np.where(
-        body,
-        CORTICAL_HA_G_CM3 * (outer - inner) / 10 + endplate * 0.5 * CORTICAL_HA_G_CM3 * inner / 10,
-        0.0,
-    )
-    degenerative = np.zeros_like(trabecular)
-    if vertebra.sclerosis > 0:
-        band = body & ~endplate & (to_endplate < 5.0)
-        degenerative += np.where(
-            band, vertebra.sclerosis * 1.5 * TRABECULAR_HA_G_CM3 * inner / 10, 0.0
-        )
+    trabecular, structural, degenerative, body = _tilted_body(vertebra, u, v, hh, hw)
     # Spurs grow from the rounded body corner, so they start at the corner's edge.
     corner_v = (hh - 2.5) / hh
     corner_u = hw * (1 - vertebra.waist * (1 - corner_v**2)) * (1 - corner_v**4) ** 0.25
@@ -142,6 +124,71 @@ def render_vertebra(
         posterior_in_column=support & (np.abs(u) <= hw) & ~body,
         axial_mm=np.abs(v),
     )
+
+
+def _body_slab(vertebra: Vertebra, u, v, hh, hw):
+    """The untilted body at (u, v): projected trabecular, cortical and
+    sclerotic mineral (g/cm2), and its support."""
+    half_width_at_v = hw * (1 - vertebra.waist * (1 - np.clip(v / hh, -1, 1) ** 2))
+    half_height_at_u = hh * (1 - vertebra.concavity * (1 - np.clip(u / hw, -1, 1) ** 2))
+    body = (np.abs(u) / half_width_at_v) ** 4 + (np.abs(v) / half_height_at_u) ** 4 <= 1.0
+    t = vertebra.cortex_mm
+    outer = vertebra.depth_mm * np.sqrt(np.clip(1 - (u / half_width_at_v) ** 2, 0, None))
+    inner = (vertebra.depth_mm - 2 * t) * np.sqrt(
+        np.clip(1 - (u / (half_width_at_v - t)) ** 2, 0, None)
+    )
+    to_endplate = half_height_at_u - np.abs(v)
+    endplate = to_endplate < ENDPLATE_MM
+    trabecular = np.where(body & ~endplate, TRABECULAR_HA_G_CM3 * inner / 10, 0.0)
+    structural = np.where(
+        body,
+        CORTICAL_HA_G_CM3 * (outer - inner) / 10 + endplate * 0.5 * CORTICAL_HA_G_CM3 * inner / 10,
+        0.0,
+    )
+    degenerative = np.zeros_like(trabecular)
+    if vertebra.sclerosis > 0:
+        band = body & ~endplate & (to_endplate < 5.0)
+        degenerative += np.where(
+            band, vertebra.sclerosis * 1.5 * TRABECULAR_HA_G_CM3 * inner / 10, 0.0
+        )
+    return trabecular, structural, degenerative, body
+
+
+def _tilted_body(vertebra: Vertebra, u, v, hh, hw):
+    """The body tilted by `sagittal_tilt_deg` against the beam.
+
+    A body tilted in the sagittal plane projects its front and back at
+    different heights: the slab at AP depth z lands shifted by z tan(tilt).
+    The body is cut into AP slabs (shifts at most TILT_STEP_MM apart), each
+    slab carries its share of the untilted projection, and the shares are
+    summed; the support is where any slab projects (protocol §2: any bone of
+    the body). Untilted, this is the plain projection.
+    """
+    shift_span = vertebra.depth_mm * abs(np.tan(np.deg2rad(vertebra.sagittal_tilt_deg)))
+    n_slabs = int(np.clip(np.ceil(shift_span / TILT_STEP_MM), 1, 64))
+    if n_slabs == 1:
+        return _body_slab(vertebra, u, v, hh, hw)
+    # Only sample points that any slab can reach are evaluated.
+    reach = (np.abs(u) <= hw + 0.5) & (np.abs(v) <= hh + shift_span / 2 + 0.5)
+    u_in, v_in = u[reach], v[reach]
+    chord = np.sqrt(np.clip(1 - (u_in / hw) ** 2, 0, None))
+    tan_tilt = np.tan(np.deg2rad(vertebra.sagittal_tilt_deg))
+    depth_fraction = (np.arange(n_slabs) + 0.5) / n_slabs - 0.5
+    parts = [np.zeros(u_in.shape) for _ in range(3)]
+    support = np.zeros(u_in.shape, dtype=bool)
+    for z in depth_fraction:
+        slab = _body_slab(vertebra, u_in, v_in - z * vertebra.depth_mm * chord * tan_tilt, hh, hw)
+        for total, part in zip(parts, slab[:3], strict=True):
+            total += part / n_slabs
+        support |= slab[3]
+    out = []
+    for part in parts:
+        full = np.zeros(u.shape)
+        full[reach] = part
+        out.append(full)
+    body = np.zeros(u.shape, dtype=bool)
+    body[reach] = support
+    return out[0], out[1], out[2], body
 
 
 def _tube(u, v, cu, cv, ru, rv, peak):
