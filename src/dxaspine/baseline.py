@@ -225,8 +225,9 @@ def _soft_threshold(values: np.ndarray) -> float:
     return mode + TYPING_SDS * max(sd, 1e-9)
 
 
-def _type_points(q_roi: np.ndarray) -> np.ndarray:
-    """Point typing with a per-row soft-tissue baseline (two passes)."""
+def _type_points(q_roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Point typing with a per-row soft-tissue baseline (two passes): the bone
+    points and Q above the baseline."""
     bone = q_roi > _soft_threshold(q_roi.ravel())
     baseline = np.empty(q_roi.shape[0])
     for r in range(q_roi.shape[0]):
@@ -238,7 +239,7 @@ def _type_points(q_roi: np.ndarray) -> np.ndarray:
     good = ~np.isnan(baseline)
     baseline = np.interp(idx, idx[good], baseline[good])
     corrected = q_roi - baseline[:, None]
-    return corrected > _soft_threshold(corrected.ravel())
+    return corrected > _soft_threshold(corrected.ravel()), corrected
 
 
 def _clean(bone: np.ndarray, peak_col: int, spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -322,15 +323,19 @@ def baseline_segmentation(scan: Scan, k: float | None = None) -> np.ndarray:
     c0, c1, peak = _roi_columns(q, scan.spacing_mm)
     margin = round(ROI_MARGIN_MM / sy)
     r0, r1 = margin, rows - margin
-    bone_roi = _type_points(q[r0:r1, c0:c1])
+    bone_roi, excess_roi = _type_points(q[r0:r1, c0:c1])
     bone = np.zeros((rows, cols), bool)
     bone[r0:r1, c0:c1] = bone_roi
+    excess = np.zeros((rows, cols))
+    excess[r0:r1, c0:c1] = np.clip(excess_roi, 0, None)
     bone = _clean(bone, peak, scan.spacing_mm)
     bone = _body_columns(bone, scan.spacing_mm)
     if not bone.any():
         raise ValueError("no bone points along the spine column after point typing")
 
-    profile = bone.sum(axis=1).astype(np.float64)
+    # Bone mass per row, not bone points: a disc seen through tilted endplates
+    # still holds bone points, but thin ones.
+    profile = (bone * excess).sum(axis=1)
     gaps = find_gaps(profile, sy)
     edges = [r0 - 1, *gaps, r1]
     complete = []
