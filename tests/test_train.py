@@ -18,6 +18,7 @@ from dxaspine.train import (
     Example,
     TrainConfig,
     augment_batch,
+    gaussian_blur,
     split_by_patient,
     train,
 )
@@ -62,8 +63,11 @@ def _self_labelled_example() -> Example:
     return Example("x", torch.from_numpy(image[None]), torch.from_numpy(target), labels, (120, 90))
 
 
+PLAIN = AugmentConfig(contrast=0.0, noise_sd=0.0, crop_probability=0.0, blur_probability=0.0)
+
+
 def test_augmentation_moves_image_and_labels_together_and_never_flips_vertically():
-    config = replace(TINY, augment=AugmentConfig(contrast=0.0, noise_sd=0.0), patch_px=(128, 96))
+    config = replace(TINY, augment=PLAIN, patch_px=(128, 96))
     generator = torch.Generator().manual_seed(0)
     example = _self_labelled_example()
     for _ in range(5):
@@ -77,7 +81,7 @@ def test_augmentation_moves_image_and_labels_together_and_never_flips_vertically
 
 
 def test_inversion_augmentation_flips_polarity_sometimes():
-    config = replace(TINY, augment=AugmentConfig(contrast=0.0, noise_sd=0.0, invert=True))
+    config = replace(TINY, augment=replace(PLAIN, invert=True))
     generator = torch.Generator().manual_seed(0)
     example = _self_labelled_example()
     signs = set()
@@ -85,6 +89,37 @@ def test_inversion_augmentation_flips_polarity_sometimes():
         inputs, targets = augment_batch([example], config, generator)
         signs.add(float(torch.sign((inputs[0, 0] * targets[0, 1]).sum())))
     assert signs == {1.0, -1.0}
+
+
+def test_cropped_batches_are_shorter_renormalised_and_keep_labels_aligned():
+    augment = replace(PLAIN, crop_probability=1.0, crop_min_mm=48.0)
+    config = replace(TINY, augment=augment, patch_px=(128, 96))
+    generator = torch.Generator().manual_seed(1)
+    example = _self_labelled_example()
+    heights = set()
+    for _ in range(8):
+        inputs, targets = augment_batch([example, example], config, generator)
+        rows = inputs.shape[2]
+        heights.add(rows)
+        assert rows % 16 == 0 and 48 <= rows <= 128 and targets.shape[2] == rows
+        for k in range(2):
+            image = inputs[k, 0]
+            if image.std() > 0:
+                assert abs(float(image.mean())) < 1e-4 and abs(float(image.std()) - 1) < 1e-3
+                # Still the class-1 map, up to the renormalisation's affine change.
+                corr = np.corrcoef(image.flatten(), targets[k, 1].flatten())[0, 1]
+                assert corr > 0.999 or targets[k, 1].max() < 0.5
+    assert len(heights) > 1
+
+
+def test_blur_keeps_the_mean_and_softens_edges():
+    image = torch.zeros(1, 1, 40, 40)
+    image[:, :, 10:30, 10:30] = 1.0
+    blurred = gaussian_blur(image, 2.0)
+    assert blurred.shape == image.shape
+    assert abs(float(blurred.sum() - image.sum())) < 1e-3 * float(image.sum())
+    assert float(blurred[0, 0, 20].diff().abs().max()) < 0.3
+    assert torch.equal(gaussian_blur(image, 0.1), image)
 
 
 def test_training_run_writes_its_folder_and_resumes(cohort, tmp_path):

@@ -37,8 +37,9 @@ SCAN_SUFFIXES = (".npz", ".dcm", ".dicom")
 @dataclass(frozen=True)
 class AugmentConfig:
     """Augmentation that respects DXA: small rotation and scale (a spacing
-    change), shifts, left-right flips, contrast and noise; never a vertical
-    flip (L1 is on top). `invert` flips polarity, for exported images."""
+    change), shifts, left-right flips, blur, contrast and noise; never a
+    vertical flip (L1 is on top). Some batches are cut to a shorter field of
+    view. `invert` flips polarity, for exported images."""
 
     rotation_deg: float = 8.0
     scale: float = 0.12
@@ -47,6 +48,14 @@ class AugmentConfig:
     contrast: float = 0.15
     noise_sd: float = 0.08
     invert: bool = False
+    crop_probability: float = 0.3
+    """Share of batches cut to a shorter field of view (a scan or CT that
+    shows only part of L1-L4), each image renormalised as a whole scan is."""
+    crop_min_mm: float = 96.0
+    blur_probability: float = 0.5
+    blur_mm: float = 1.5
+    """Largest Gaussian blur SD (mm) added: scanners and real anatomy are less
+    sharp than simulated edges."""
 
 
 @dataclass(frozen=True)
@@ -146,18 +155,26 @@ def augment_batch(
     contrast and noise: one batch of (inputs, soft targets)."""
     aug = config.augment
     rows, cols = config.patch_px
+    spacing = config.preprocessing.spacing_mm
     inputs, targets = [], []
 
     def uniform(low: float, high: float) -> float:
         return low + (high - low) * float(torch.rand((), generator=generator))
 
+    cropped = uniform(0, 1) < aug.crop_probability
+    if cropped:
+        shortest = min(rows, 16 * math.ceil(aug.crop_min_mm / spacing / 16))
+        rows = 16 * int(uniform(shortest / 16, rows / 16 + 1))
+        rows = min(max(rows, shortest), config.patch_px[0])
     for ex in examples:
         h, w = ex.inputs.shape[1:]
         angle = math.radians(uniform(-aug.rotation_deg, aug.rotation_deg))
         scale = math.exp(uniform(-aug.scale, aug.scale))
         flip = -1.0 if aug.flip_left_right and uniform(0, 1) < 0.5 else 1.0
-        shift_col = uniform(-aug.shift_mm, aug.shift_mm) / config.preprocessing.spacing_mm
-        shift_row = uniform(-aug.shift_mm, aug.shift_mm) / config.preprocessing.spacing_mm
+        shift_col = uniform(-aug.shift_mm, aug.shift_mm) / spacing
+        # A short window may sit anywhere along the spine.
+        reach_row = max(aug.shift_mm / spacing, (h - rows) / 2 if cropped else 0.0)
+        shift_row = uniform(-reach_row, reach_row)
         cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
         # Output patch pixel offsets (u col, v row) -> input pixel offsets, in
         # normalised coordinates of each grid (align_corners=False).
@@ -171,6 +188,12 @@ def augment_batch(
         grid = F.affine_grid(theta, [1, 1, rows, cols], align_corners=False)
         image = F.grid_sample(ex.inputs[None], grid, padding_mode="border", align_corners=False)
         target = F.grid_sample(ex.target[None], grid, padding_mode="border", align_corners=False)
+        if uniform(0, 1) < aug.blur_probability and aug.blur_mm > 0:
+            image = gaussian_blur(image, uniform(0, aug.blur_mm) / spacing)
+        if cropped:
+            image = (image - image.mean(dim=(2, 3), keepdim=True)) / image.std(
+                dim=(2, 3), keepdim=True
+            ).clamp_min(1e-6)
         channels = image.shape[1]
         gain = 1 + torch.empty(1, channels, 1, 1).uniform_(
             -aug.contrast, aug.contrast, generator=generator
@@ -182,6 +205,21 @@ def augment_batch(
         inputs.append(image)
         targets.append(target)
     return torch.cat(inputs), torch.cat(targets)
+
+
+def gaussian_blur(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Separable Gaussian blur of (batch, channels, rows, cols), edges reflected."""
+    if sigma_px < 0.3:
+        return image
+    radius = max(1, math.ceil(3 * sigma_px))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = image.shape[1]
+    padded = F.pad(image, (radius, radius, radius, radius), mode="reflect")
+    across = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    down = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    return F.conv2d(F.conv2d(padded, across, groups=channels), down, groups=channels)
 
 
 def validation_dice(model: SegmentationModel, examples: list[Example]) -> dict[str, float]:
