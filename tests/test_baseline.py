@@ -84,12 +84,6 @@ def test_label_vertebrae_refuses_a_mask_without_gaps():
 # ------------------------------------------------------ baseline_segmentation
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss since the simulator models lordosis (tilted endplates): on lunar-like "
-    "scan 2 (endplates tilted up to 16 deg) point typing leaks into the soft tissue beside the "
-    "column (union Dice 0.715, levels right); the other 7 scans 0.88-0.95",
-)
 def test_baseline_is_a_rough_but_real_segmentation(scans):
     union, per = [], []
     chosen = [s for s in scans if int(s.scan_id.rsplit("-", 1)[1]) < 4]  # 8 scans
@@ -102,6 +96,7 @@ def test_baseline_is_a_rough_but_real_segmentation(scans):
         union.append(dice(labels > 0, scan.mask))
         per.append([dice(labels == k, scan.labels == k) for k in range(1, 5)])
     union = np.array(union)
+    print("baseline union Dice", union.round(3))
     # Far above chance, yet clearly worse than the reference: a rough comparator.
     assert union.min() > 0.8, union.round(3)
     assert union.mean() < 0.97, union.round(3)

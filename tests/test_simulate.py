@@ -23,6 +23,7 @@ from dxaspine.simulate.case import ArtefactRates, Case, sample_case
 from dxaspine.simulate.devices import DEVICES, DeviceProfile
 from dxaspine.simulate.generate import RenderOptions, render_case, simulate_scan
 from dxaspine.simulate.spine import place_vertebrae, render_vertebra
+from dxaspine.simulate.texture import trabecular_texture
 
 LUMBAR = ("L1", "L2", "L3", "L4")
 FLAG_NAMES = tuple(field.name for field in dataclasses.fields(ArtefactRates))
@@ -410,6 +411,53 @@ def test_texture_hurst_sets_the_roughness_of_its_vertebra(straight_case: Case, n
     texture_rough = roughness(rough.low - plain.low, core)
     texture_smooth = roughness(smooth.low - plain.low, core)
     assert texture_rough > 2.0 * texture_smooth
+
+
+def _mean_variogram(hurst: float, lags_px: tuple[int, ...], n_fields: int = 12) -> np.ndarray:
+    """Horizontal variogram of trabecular_texture at 0.5 mm pixels, averaged over fields."""
+    rng = np.random.default_rng(4)
+    total = np.zeros(len(lags_px))
+    for _ in range(n_fields):
+        field = trabecular_texture((96, 96), (0.5, 0.5), hurst, rng)
+        total += [np.mean((field[:, k:] - field[:, :-k]) ** 2) for k in lags_px]
+    return total / n_fields
+
+
+def test_trabecular_texture_slope_follows_hurst_at_a_fixed_3mm_strength() -> None:
+    lags_px = (2, 4, 6)  # 1, 2 and 3 mm
+    slopes, at_3mm = [], []
+    for hurst in (0.2, 0.4, 0.6):
+        gamma = _mean_variogram(hurst, lags_px)
+        slopes.append(np.polyfit(np.log(lags_px), np.log(gamma), 1)[0])
+        at_3mm.append(gamma[-1])
+    assert slopes[0] < slopes[1] < slopes[2]
+    # Variogram 2(1 - exp(-(h/4)^(2H))): log-log slope at 1-3 mm a little under 2H.
+    for hurst, slope in zip((0.2, 0.4, 0.6), slopes, strict=True):
+        assert 1.2 * hurst < slope < 2.0 * hurst + 0.05
+    reference = 2 * (1 - np.exp(-3 / 4))
+    np.testing.assert_allclose(at_3mm, reference, rtol=0.15)
+
+
+def test_trabecular_texture_is_stationary() -> None:
+    """Unlike fBm, the variance does not grow with the patch: no texture-sized gradients."""
+    rng = np.random.default_rng(5)
+    small = np.mean([trabecular_texture((40, 40), (0.5, 0.5), 0.5, rng).var() for _ in range(20)])
+    large = np.mean([trabecular_texture((200, 200), (0.5, 0.5), 0.5, rng).var() for _ in range(5)])
+    assert large == pytest.approx(small, rel=0.25)
+
+
+def test_reference_tbs_is_the_tbs_of_the_reference_labels() -> None:
+    from dxaspine.report import bmd_and_tbs
+    from dxaspine.scores import bone_areal_density, device_calibration
+
+    scan = simulate_scan(5, 1, "lunar-like")
+    calibration = device_calibration("lunar-like")
+    _, expected = bmd_and_tbs(scan, scan.labels, calibration, bone_areal_density(scan, calibration))
+    recorded = scan.meta["truth"]["tbs"]
+    assert set(recorded) == {"L1", "L2", "L3", "L4", "total"}
+    for name, value in expected.items():
+        assert recorded[name] == pytest.approx(value, abs=1e-5)
+    assert 0.8 < recorded["total"] < 1.6
 
 
 # --- device profiles ------------------------------------------------------------------------

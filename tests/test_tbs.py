@@ -126,18 +126,11 @@ def _simulated_totals(noise: bool) -> list[float]:
     return totals
 
 
-SIMULATOR_MISS = (
-    "simulator texture is swamped in the bone image: TBS barely moves with texture_hurst "
-    "(vertebral shape, cortex and posterior elements dominate the 1-3 mm variogram). "
-    "Hurst 0.2 -> 0.65, hologic-like: noise-free 0.905 -> 0.910 (monotone, +0.6 %), "
-    "with noise 0.366 -> 0.361 (falls); reported, not hidden"
-)
 MIN_TBS_RISE = 0.05
 """Texture from the worst to the best bone must move TBS by at least 5 %
 (clinical TBS spans about 1.2 to 1.45): a monotone but tiny rise is no signal."""
 
 
-@pytest.mark.xfail(strict=True, reason=SIMULATOR_MISS)
 @pytest.mark.parametrize("noise", [False, True])
 def test_simulator_tbs_increases_with_hurst(noise):
     totals = _simulated_totals(noise)

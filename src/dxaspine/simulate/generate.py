@@ -17,12 +17,14 @@ from dxaspine.simulate.physics import acquire
 from dxaspine.simulate.soft_tissue import remove_tissue, soft_tissue
 from dxaspine.simulate.spine import block_mean, extent_mm, place_vertebrae, render_vertebra
 from dxaspine.simulate.tables import physics_tables
-from dxaspine.simulate.texture import fbm_field
+from dxaspine.simulate.texture import trabecular_texture
 
 SUBSAMPLE = 3
 """Each pixel is rendered at SUBSAMPLE x SUBSAMPLE points (protocol §5)."""
-TEXTURE_AMPLITUDE = 0.22
+TEXTURE_AMPLITUDE = 0.30
 """Relative standard deviation of the projected trabecular mineral."""
+TEXTURE_CORRELATION_MM = 4.0
+"""Distance over which the trabecular pattern stops correlating."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ def render_case(
 
     low, high = acquire_materials(mineral, lean, adipose, device, noise_rng, options, titanium)
     truth = _ground_truth(case, labels, vertebral, lean + adipose, device)
+    truth["tbs"] = reference_tbs(low, high, labels, device)
     meta = {
         "scan_id": case.scan_id,
         "patient_id": case.patient_id,
@@ -165,6 +168,26 @@ def render_case(
         labels=labels,
         truth_maps=maps,
     )
+
+
+def reference_tbs(
+    low: np.ndarray, high: np.ndarray, labels: np.ndarray, device: DeviceProfile
+) -> dict[str, float | None] | None:
+    """The scan's reference TBS: open TBS measured with the reference labels on
+    the scan's own (noisy) image, by the rule `dxaspine score` uses
+    (`report.bmd_and_tbs`), per vertebra and total; as an expert's TBS, it is
+    a measurement, not a property of the bone. None for a device profile
+    without a shipped calibration."""
+    from dxaspine.report import bmd_and_tbs
+    from dxaspine.scores import bone_areal_density, device_calibration
+
+    try:
+        calibration = device_calibration(device.name)
+    except (KeyError, ValueError, FileNotFoundError):
+        return None
+    scan = Scan(low=low, high=high, spacing_mm=device.spacing_mm, meta={"device": device.name})
+    _, values = bmd_and_tbs(scan, labels, calibration, bone_areal_density(scan, calibration))
+    return {name: round(float(v), 6) if np.isfinite(v) else None for name, v in values.items()}
 
 
 def acquire_materials(
@@ -214,8 +237,12 @@ def _scaled_vertebral_mineral(
         if piece is not None:
             window, trabecular, structural, degen = piece
             if options.texture:
-                field = fbm_field(
-                    trabecular.shape, device.spacing_mm, vertebra.texture_hurst, texture_rng
+                field = trabecular_texture(
+                    trabecular.shape,
+                    device.spacing_mm,
+                    vertebra.texture_hurst,
+                    texture_rng,
+                    correlation_mm=TEXTURE_CORRELATION_MM,
                 )
                 trabecular = trabecular * np.clip(1 + TEXTURE_AMPLITUDE * field, 0, None)
             own[window] = trabecular + structural

@@ -1,12 +1,13 @@
-"""Trabecular texture: fractional-Brownian-like fields of set roughness.
+"""Random fields of set roughness: trabecular texture and slow soft-tissue variation.
 
-The projected trabecular pattern is modelled as a 2-D field whose power
-spectrum falls as |k|^-(2H+2), the spectrum of fractional Brownian motion
-with Hurst exponent H: its variogram grows as h^(2H), so H sets the
-small-lag variogram slope that TBS measures (higher H: smoother, better
-connected texture, higher TBS). Spectral synthesis on a padded grid is
-approximate for fBm, which is fine for texture; `exact_fbm_field` (Stein's
-circulant embedding) gives exact fields for testing TBS.
+`trabecular_texture` is the projected trabecular pattern: a stationary field
+whose variogram grows as h^(2H) at small lags (H, the Hurst exponent, sets
+the small-lag variogram slope that TBS measures: higher H, smoother and
+better connected texture, higher TBS) and levels off beyond a correlation
+length of a few trabeculae. `fbm_field` is fractional-Brownian-like
+(spectrum |k|^-(2H+2), spectral synthesis on a padded grid, approximate),
+used for slow soft-tissue variation. `exact_fbm_field` (Stein's circulant
+embedding) gives exact fields for testing TBS.
 """
 
 from __future__ import annotations
@@ -42,6 +43,42 @@ def fbm_field(
     field -= field.mean()
     std = field.std()
     return field / std if std > 0 else field
+
+
+def trabecular_texture(
+    shape: tuple[int, int],
+    spacing_mm: tuple[float, float],
+    hurst: float,
+    rng: np.random.Generator,
+    correlation_mm: float = 4.0,
+    reference_lag_mm: float = 3.0,
+    pad: int = 2,
+) -> np.ndarray:
+    """A zero-mean stationary field with covariance exp(-(h / correlation_mm)^(2H)).
+
+    Its variogram 2 (1 - exp(-(h / l)^(2H))) grows as h^(2H) at lags well
+    below l and levels off beyond it, as trabeculae (about 1 mm apart) stop
+    correlating after a few spacings; an fBm field instead puts most of its
+    variance at the patch's own size, where it looks like a density gradient
+    and not like texture. The field is scaled so that its variogram at
+    `reference_lag_mm` is the same for every H (that of H = 0.5): H changes
+    the variogram's slope at small lags, the texture's strength at the TBS
+    scale stays put. Synthesised by circulant embedding on a grid `pad` times
+    larger (negative eigenvalues, from the embedding's truncation, are set to
+    zero), distances in mm so anisotropic pixels give an isotropic texture.
+    """
+    if not 0.0 < hurst < 1.0:
+        raise ValueError(f"hurst must lie in (0, 1), got {hurst}")
+    rows, cols = shape[0] * pad, shape[1] * pad
+    y = np.minimum(np.arange(rows), rows - np.arange(rows)) * spacing_mm[0]
+    x = np.minimum(np.arange(cols), cols - np.arange(cols)) * spacing_mm[1]
+    covariance = np.exp(-((np.hypot(y[:, None], x[None, :]) / correlation_mm) ** (2 * hurst)))
+    spectrum = np.clip(np.real(np.fft.fft2(covariance)), 0.0, None)
+    white = rng.standard_normal((rows, cols))
+    field = np.real(np.fft.ifft2(np.sqrt(spectrum) * np.fft.fft2(white)))[: shape[0], : shape[1]]
+    reference = 1 - np.exp(-(reference_lag_mm / correlation_mm))
+    at_lag = 1 - np.exp(-((reference_lag_mm / correlation_mm) ** (2 * hurst)))
+    return field * np.sqrt(reference / at_lag)
 
 
 def exact_fbm_field(
