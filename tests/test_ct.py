@@ -231,6 +231,8 @@ def test_partial_coverage_l1_to_l3_is_flagged(tmp_path):
     assert scan.meta["truth"]["flags"]["partial_coverage"] is True
     assert set(np.unique(scan.labels)) == {0, 1, 2, 3}
     assert list(scan.meta["truth"]["vertebrae"]) == ["L1", "L2", "L3"]
+    reference_tbs = scan.meta["truth"]["tbs"]
+    assert reference_tbs["L4"] is None and all(reference_tbs[n] for n in ("L1", "L2", "L3"))
     assert anatomy["field_cropped_px"][0] > 0  # the field's bottom lies below the CT
 
 

@@ -29,7 +29,7 @@ from dxaspine.simulate.ct import (
     read_ct,
 )
 from dxaspine.simulate.devices import DeviceProfile, get_device
-from dxaspine.simulate.generate import RenderOptions, acquire_materials
+from dxaspine.simulate.generate import RenderOptions, acquire_materials, reference_tbs
 
 DEFAULT_PITCH_MM = 38.0
 """Centre-to-centre distance of lumbar vertebrae (body ~28 mm + disc ~10 mm), used
@@ -316,6 +316,7 @@ def scan_from_projection(
         projection.truncated,
         projection.posterior_cut,
     )
+    truth["tbs"] = reference_tbs(low, high, labels, device) if labels.any() else None
     truth["flags"] = {"partial_coverage": anatomy["partial_coverage"]}
     truth["ct_file"] = source["ct_file"]
     meta = {
