@@ -19,6 +19,7 @@ from dxaspine.train import (
     TrainConfig,
     augment_batch,
     gaussian_blur,
+    smooth_field,
     split_by_patient,
     train,
 )
@@ -63,7 +64,9 @@ def _self_labelled_example() -> Example:
     return Example("x", torch.from_numpy(image[None]), torch.from_numpy(target), labels, (120, 90))
 
 
-PLAIN = AugmentConfig(contrast=0.0, noise_sd=0.0, crop_probability=0.0, blur_probability=0.0)
+PLAIN = AugmentConfig(
+    contrast=0.0, noise_sd=0.0, crop_probability=0.0, blur_probability=0.0, background_sd=0.0
+)
 
 
 def test_augmentation_moves_image_and_labels_together_and_never_flips_vertically():
@@ -120,6 +123,25 @@ def test_blur_keeps_the_mean_and_softens_edges():
     assert abs(float(blurred.sum() - image.sum())) < 1e-3 * float(image.sum())
     assert float(blurred[0, 0, 20].diff().abs().max()) < 0.3
     assert torch.equal(gaussian_blur(image, 0.1), image)
+
+
+def test_background_field_is_smooth_and_leaves_the_labels_alone():
+    generator = torch.Generator().manual_seed(2)
+    field = smooth_field((120, 90), 24.0, generator)
+    assert field.shape == (1, 1, 120, 90)
+    assert abs(float(field.mean())) < 1e-4 and abs(float(field.std()) - 1) < 1e-3
+    # Smooth: neighbouring pixels differ by a small fraction of the field's SD.
+    assert float(field.diff(dim=2).abs().max()) < 0.25
+    config = replace(TINY, augment=replace(PLAIN, background_sd=0.6), patch_px=(128, 96))
+    example = _self_labelled_example()
+    plain = augment_batch(
+        [example],
+        replace(TINY, augment=PLAIN, patch_px=(128, 96)),
+        torch.Generator().manual_seed(3),
+    )
+    shifted = augment_batch([example], config, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(plain[1], shifted[1])
+    assert not torch.allclose(plain[0], shifted[0])
 
 
 def test_training_run_writes_its_folder_and_resumes(cohort, tmp_path):

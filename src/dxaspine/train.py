@@ -39,10 +39,12 @@ class AugmentConfig:
     """Augmentation that respects DXA: small rotation and scale (a spacing
     change), shifts, left-right flips, blur, contrast and noise; never a
     vertical flip (L1 is on top). Some batches are cut to a shorter field of
-    view. `invert` flips polarity, for exported images."""
+    view; a smooth random background stands in for organs, gas and soft
+    tissue that procedural anatomy does not draw. `invert` flips polarity,
+    for exported images."""
 
     rotation_deg: float = 8.0
-    scale: float = 0.12
+    scale: float = 0.2
     shift_mm: float = 12.0
     flip_left_right: bool = True
     contrast: float = 0.15
@@ -53,9 +55,13 @@ class AugmentConfig:
     shows only part of L1-L4), each image renormalised as a whole scan is."""
     crop_min_mm: float = 96.0
     blur_probability: float = 0.5
-    blur_mm: float = 1.5
+    blur_mm: float = 2.5
     """Largest Gaussian blur SD (mm) added: scanners and real anatomy are less
     sharp than simulated edges."""
+    background_sd: float = 0.6
+    """Largest SD (in normalised image units) of a smooth random field added
+    to both energies alike, on a grid of background_cell_mm cells."""
+    background_cell_mm: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,10 @@ def augment_batch(
         target = F.grid_sample(ex.target[None], grid, padding_mode="border", align_corners=False)
         if uniform(0, 1) < aug.blur_probability and aug.blur_mm > 0:
             image = gaussian_blur(image, uniform(0, aug.blur_mm) / spacing)
+        if aug.background_sd > 0:
+            image = image + uniform(0, aug.background_sd) * smooth_field(
+                image.shape[2:], aug.background_cell_mm / spacing, generator
+            )
         if cropped:
             image = (image - image.mean(dim=(2, 3), keepdim=True)) / image.std(
                 dim=(2, 3), keepdim=True
@@ -205,6 +215,18 @@ def augment_batch(
         inputs.append(image)
         targets.append(target)
     return torch.cat(inputs), torch.cat(targets)
+
+
+def smooth_field(
+    shape: tuple[int, int], cell_px: float, generator: torch.Generator
+) -> torch.Tensor:
+    """A (1, 1, rows, cols) random field of unit SD that varies over about
+    `cell_px` pixels: white noise on a coarse grid, upsampled bicubically."""
+    coarse = (max(2, math.ceil(shape[0] / cell_px) + 1), max(2, math.ceil(shape[1] / cell_px) + 1))
+    noise = torch.randn((1, 1, *coarse), generator=generator)
+    field = F.interpolate(noise, size=tuple(shape), mode="bicubic", align_corners=True)
+    field = field - field.mean()
+    return field / field.std().clamp_min(1e-6)
 
 
 def gaussian_blur(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
