@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from pydicom.uid import SegmentationStorage
 
+from dxaspine import __version__
 from dxaspine.io import write_scan
 from dxaspine.io.dicom import write_dicom_pair
 from dxaspine.io.seg import read_dicom_seg, write_dicom_seg
@@ -68,7 +69,7 @@ def check_seg(seg_path: Path, source: Path, labels: np.ndarray, frame: int | Non
         assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == L_CODES[item.SegmentLabel]
         assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"
         algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
-        assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("dxaspine", "0.2.0")
+        assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("dxaspine", __version__)
         assert len(item.RecommendedDisplayCIELabValue) == 3
     assert seg.get_source_image_uids() == [
         (src.StudyInstanceUID, src.SeriesInstanceUID, src.SOPInstanceUID)
