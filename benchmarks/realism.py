@@ -12,7 +12,9 @@ Nothing is downloaded: the CTs are the user's.
 
 Per device profile and per vertebra (L1-L4), for the procedural cohort (fresh
 seed) and for every CT-derived scan: vertebral width (widest mask row), height
-(tallest mask column) and area; true BMD; bone-to-soft contrast (median over
+(tallest mask column) and area; true BMD; endplate tilt against the beam
+(meta truth `endplate_tilt_deg`: the drawn lordosis tilt, or for a CT the
+lean of the line through the body centroids); bone-to-soft contrast (median over
 the mask minus median over a background band 15-35 mm beside it, same rows,
 in the low-energy image and in the calibrated bone image); disc visibility
 (`disc_contrast`: the dip of the true mineral between neighbouring vertebrae,
@@ -56,7 +58,7 @@ LUMBAR = ("L1", "L2", "L3", "L4")
 NOISY = RenderOptions(truth_maps=True)
 CLEAN = RenderOptions(noise=False, truth_maps=True)
 BAND_MM = (15.0, 35.0)
-ANATOMY_KEYS = ("width_mm", "height_mm", "area_cm2", "bmd_true_g_cm2", "tbs")
+ANATOMY_KEYS = ("width_mm", "height_mm", "area_cm2", "bmd_true_g_cm2", "endplate_tilt_deg", "tbs")
 SCAN_KEYS = (
     "contrast_low",
     "contrast_bone_g_cm2",
@@ -133,6 +135,7 @@ def measure(noisy, clean) -> dict:
             continue
         vertebrae[name] = sizes | {
             "bmd_true_g_cm2": truth[name]["bmd_g_cm2"],
+            "endplate_tilt_deg": truth[name].get("endplate_tilt_deg", math.nan),
             "tbs": tbs_values[name],
         }
     scan = {

@@ -23,6 +23,7 @@ from dxaspine.simulate.ct import (
     CTError,
     HUCalibration,
     derive_hu_calibration,
+    endplate_tilt_deg,
     hu_to_materials,
     parse_label_map,
 )
@@ -243,6 +244,35 @@ def test_vertebra_cut_by_the_ct_edge_is_flagged(tmp_path):
     scan = scan_from_ct(ct, seg, label_map="simple", options=EXACT)
     assert scan.meta["anatomy"]["truncated_vertebrae"] == ["L4"]
     assert scan.meta["truth"]["vertebrae"]["L4"]["truncated"] is True
+
+
+def test_straight_spine_has_no_endplate_tilt(full):
+    vertebrae = full[2].meta["truth"]["vertebrae"]
+    tilts = [vertebrae[n]["endplate_tilt_deg"] for n in ("L1", "L2", "L3", "L4")]
+    assert tilts == pytest.approx([0, 0, 0, 0], abs=0.5)  # L2's pedicle pulls its body a voxel
+
+
+def test_endplate_tilt_follows_the_line_of_body_centres(tmp_path):
+    # Each body 4 voxels (8 mm) further forward than the one above, 37.5 mm apart:
+    # the local spine axis leans atan(8 / 37.5) = 12.0 deg, so the endplates do too.
+    hu, labels = phantom()
+    for name, shift in zip(("L1", "L2", "L3", "L4"), (6, 2, -2, -6), strict=True):
+        body = slice(TOP_SLICE[name] - BODY_SLICES + 1, TOP_SLICE[name] + 1)
+        hu[:, :, body] = np.roll(hu[:, :, body], shift, axis=1)
+        labels[:, :, body] = np.roll(labels[:, :, body], shift, axis=1)
+    ct, seg = write_pair(tmp_path, hu, labels)
+    scan = scan_from_ct(ct, seg, label_map="simple", options=EXACT)
+    expected = np.degrees(np.arctan(8.0 / 37.5))
+    for name in ("L1", "L2", "L3", "L4"):
+        assert scan.meta["truth"]["vertebrae"][name]["endplate_tilt_deg"] == pytest.approx(
+            expected, abs=0.5
+        )
+
+
+def test_endplate_tilt_needs_a_neighbour():
+    assert endplate_tilt_deg({"L2": (0.0, 0.0)}) == {}
+    tilts = endplate_tilt_deg({"L1": (0.0, 0.0), "L3": (60.0, -60.0)})  # L2 missing
+    assert tilts == {"L1": 45.0, "L3": 45.0}
 
 
 def test_label_grid_mismatch_is_a_clear_error(tmp_path):

@@ -598,6 +598,15 @@ def test_lordosis_tilts_upper_and_lower_levels_opposite_ways() -> None:
     assert np.abs(tilts).max() < 30
 
 
+def test_truth_records_each_vertebras_endplate_tilt() -> None:
+    scan = simulate_scan(5, 0, "lunar-like")
+    case = sample_case(np.random.default_rng([5, 0]), "t")  # simulate_scan's case
+    drawn = {v.name: round(abs(v.sagittal_tilt_deg), 2) for v in case.vertebrae if v.label}
+    recorded = {n: v["endplate_tilt_deg"] for n, v in scan.meta["truth"]["vertebrae"].items()}
+    assert recorded == drawn
+    assert len(recorded) == 4 and max(recorded.values()) > 0
+
+
 def test_a_flat_spine_renders_as_before_tilt_was_modelled(straight_case: Case) -> None:
     _, _, flat = _l3_alone(straight_case, 0.0)
     _, _, tiny = _l3_alone(straight_case, 0.05)  # under one slab step: the plain projection

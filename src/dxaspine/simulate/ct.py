@@ -326,6 +326,7 @@ class Projection:
     vertebra_body: dict[str, np.ndarray] = field(default_factory=dict)
     truncated: tuple[str, ...] = ()
     posterior_cut: tuple[str, ...] = ()
+    endplate_tilt_deg: dict[str, float] = field(default_factory=dict)
 
 
 def project(
@@ -359,6 +360,7 @@ def project(
         adipose=maps[3],
         spacing_mm=(volume.spacing_mm[0], volume.spacing_mm[1]),
     )
+    centroids_mm = {}
     for name, label_id in present.items():
         own = labels == label_id
         body = vertebral_body(own, volume.spacing_mm[2])
@@ -366,9 +368,39 @@ def project(
         result.vertebra_body[name] = body.any(axis=2)
         if _touches_edge(body):
             result.truncated += (name,)
-        elif _touches_edge(own):
+            continue
+        if _touches_edge(own):
             result.posterior_cut += (name,)
+        voxels = np.argwhere(body)
+        centroids_mm[name] = (
+            voxels[:, 0].mean() * volume.spacing_mm[0],
+            voxels[:, 2].mean() * volume.spacing_mm[2],
+        )
+    result.endplate_tilt_deg = endplate_tilt_deg(centroids_mm)
     return result
+
+
+def endplate_tilt_deg(centroids_mm: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Tilt of each body's endplates against the AP beam, degrees, unsigned.
+
+    The endplates are taken perpendicular to the local spine axis: the line
+    through the body centroids (inferior, anterior mm) of the nearest levels
+    above and below (the one neighbour at an end). 0 means the beam runs
+    along the endplates and sees the disc spaces edge-on; a body of depth d
+    tilted by t smears its endplates over d tan(t). Levels with no whole
+    neighbour are left out.
+    """
+    ordered = [name for name in LEVELS if name in centroids_mm]
+    tilts = {}
+    for k, name in enumerate(ordered):
+        upper = ordered[max(k - 1, 0)]
+        lower = ordered[min(k + 1, len(ordered) - 1)]
+        if upper == lower:
+            continue
+        d_inferior = centroids_mm[lower][0] - centroids_mm[upper][0]
+        d_anterior = centroids_mm[lower][1] - centroids_mm[upper][1]
+        tilts[name] = round(float(np.degrees(np.arctan2(abs(d_anterior), abs(d_inferior)))), 2)
+    return tilts
 
 
 def vertebral_body(vertebra: np.ndarray, spacing_ap_mm: float) -> np.ndarray:

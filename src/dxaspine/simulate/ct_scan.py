@@ -173,11 +173,13 @@ def ground_truth(
     spacing_mm: tuple[float, float],
     truncated: tuple[str, ...] = (),
     posterior_cut: tuple[str, ...] = (),
+    endplate_tilt_deg: dict[str, float] | None = None,
 ) -> dict:
     """True BMD per vertebra (protocol §7): the vertebral mineral projecting on its
     mask over the mask's area; the L1-L4 total; soft tissue over the spine.
     `truncated` names vertebrae whose body the CT cuts, `posterior_cut` those
-    whose posterior elements it cuts."""
+    whose posterior elements it cuts; `endplate_tilt_deg` (ct.endplate_tilt_deg)
+    is recorded per vertebra where known."""
     pixel_area_cm2 = spacing_mm[0] * spacing_mm[1] / 100
     vertebrae = {}
     total_bmc = total_area = 0.0
@@ -195,6 +197,8 @@ def ground_truth(
             "truncated": name in truncated,
             "posterior_cut": name in posterior_cut,
         }
+        if endplate_tilt_deg and name in endplate_tilt_deg:
+            vertebrae[name]["endplate_tilt_deg"] = endplate_tilt_deg[name]
     spine_soft = soft[labels > 0]
     return {
         "anatomy_source": "ct",
@@ -315,6 +319,7 @@ def scan_from_projection(
         device.spacing_mm,
         projection.truncated,
         projection.posterior_cut,
+        projection.endplate_tilt_deg,
     )
     truth["tbs"] = reference_tbs(low, high, labels, device) if labels.any() else None
     truth["flags"] = {"partial_coverage": anatomy["partial_coverage"]}

@@ -280,6 +280,7 @@ def _ground_truth(
             "area_cm2": round(area, 6),
             "bmd_target_g_cm2": round(vertebra.bmd_target_g_cm2, 6),
             "texture_hurst": round(vertebra.texture_hurst, 6),
+            "endplate_tilt_deg": round(abs(vertebra.sagittal_tilt_deg), 2),
             "fractured": vertebra.height_loss > 0,
             "osteophytes": bool(vertebra.osteophytes),
             "sclerosis": vertebra.sclerosis > 0,
