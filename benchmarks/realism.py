@@ -25,7 +25,10 @@ of the same scan, in the background band); open TBS (dxaspine.tbs). Vertebrae
 whose body the CT cuts are left out of the anatomy figures. A CT value outside
 the procedural cohort's min..max is flagged. The shipped dual-energy model
 segments every scan: Dice and Hausdorff per vertebra, BMD error against the
-true BMD. Prints tables and writes benchmarks/results/realism.json.
+true BMD. Each CT is projected in both poses (`--pose`): 'ct' as scanned
+(scan id ct-<name>) and 'dxa' with its lordosis flattened as on the DXA
+table (ct-<name>-dxa; simulate.ct_pose). Prints tables and writes
+benchmarks/results/realism.json.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from dxaspine import __version__
 from dxaspine.infer import Predictor, shipped_model_path
 from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
+from dxaspine.simulate.ct_pose import POSES
 from dxaspine.simulate.ct_scan import project_ct, scan_from_projection
 from dxaspine.simulate.devices import DEVICES
 from dxaspine.simulate.generate import RenderOptions, simulate_scan
@@ -319,6 +323,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40, help="procedural scans per device")
     parser.add_argument("--seed", type=int, default=3001, help="procedural cohort seed")
     parser.add_argument("--device", action="append", default=None, choices=list(DEVICES))
+    parser.add_argument(
+        "--pose",
+        action="append",
+        default=None,
+        choices=list(POSES),
+        help="CT poses to project (default both: 'ct' as scanned, 'dxa' lordosis flattened)",
+    )
     parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -326,12 +337,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     console = Console(width=150)
     devices = args.device or list(DEVICES)
+    poses = args.pose or list(POSES)
     pairs = pair_inputs(args.ct, args.labels)
     predictor = Predictor(None, "cpu")
 
     ct_sources, ct_measures, ct_model = [], {d: [] for d in devices}, []
-    for ct_path, labels_path in pairs:
-        projection, source = project_ct(ct_path, labels_path, args.label_map)
+    for (ct_path, labels_path), pose in itertools.product(pairs, poses):
+        projection, source = project_ct(ct_path, labels_path, args.label_map, pose=pose)
         ct_sources.append(
             {
                 "ct": str(ct_path),
@@ -389,6 +401,7 @@ def main() -> None:
         "ct_sources": ct_sources,
         "ct_provenance": args.provenance,
         "procedural_cohort": {"seed": args.seed, "scans_per_device": args.n},
+        "ct_poses": poses,
         "devices": devices,
         "background_band_mm": BAND_MM,
         "model": {

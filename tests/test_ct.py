@@ -14,6 +14,7 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from dxaspine.cli import app
@@ -275,6 +276,92 @@ def test_endplate_tilt_needs_a_neighbour():
     assert tilts == {"L1": 45.0, "L3": 45.0}
 
 
+# --- the DXA pose: lordosis flattened ---------------------------------------------------------
+
+
+def leaning(hu, labels, angle_deg):
+    """The phantom turned rigidly by `angle_deg` in the sagittal (y, z) plane about the
+    volume's centre: a whole spine leaning against the beam, endplates and all."""
+    turn = np.deg2rad(angle_deg)
+    scale = np.diag(VOXEL_MM)
+    rotation = np.eye(3)
+    rotation[1:, 1:] = [[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]]
+    matrix = np.linalg.inv(scale) @ rotation @ scale  # output index -> input index
+    centre = (np.array(SHAPE) - 1) / 2
+    offset = centre - matrix @ centre
+    turned_hu = ndimage.affine_transform(hu, matrix, offset, order=0, cval=-1000.0)
+    turned_labels = ndimage.affine_transform(labels, matrix, offset, order=0, cval=0)
+    return turned_hu.astype(np.float32), turned_labels
+
+
+def disc_dip(scan, upper: int, lower: int) -> float:
+    """1 - lowest row of vertebral mineral between two vertebra centres / the centres'
+    mean, over the middle columns: 1 for an open disc space, 0 for none."""
+    mineral = scan.truth_maps["vertebral_bone_g_cm2"]
+    cols = np.flatnonzero((scan.labels > 0).any(axis=0))
+    middle = mineral[:, cols.min() + cols.size // 4 : cols.max() - cols.size // 4]
+    profile = middle.mean(axis=1)
+    centres = [round(np.nonzero(scan.labels == k)[0].mean()) for k in (upper, lower)]
+    return float(1 - profile[centres[0] : centres[1]].min() / profile[centres].mean())
+
+
+@pytest.fixture(scope="module")
+def leaning_spine(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lean")
+    ct, seg = write_pair(tmp, *leaning(*phantom(), 25.0), name="lean")
+    return {
+        pose: scan_from_ct(ct, seg, label_map="simple", options=EXACT, pose=pose)
+        for pose in ("ct", "dxa")
+    }
+
+
+def test_a_leaning_spine_closes_its_disc_spaces_and_the_dxa_pose_opens_them(full, leaning_spine):
+    straight, ct_pose, dxa_pose = full[2], leaning_spine["ct"], leaning_spine["dxa"]
+    for name in ("L1", "L2", "L3", "L4"):
+        assert ct_pose.meta["truth"]["vertebrae"][name]["endplate_tilt_deg"] == pytest.approx(
+            25.0, abs=2.0
+        )
+        assert dxa_pose.meta["truth"]["vertebrae"][name]["endplate_tilt_deg"] < 3.0
+        assert abs(dxa_pose.meta["anatomy"]["pose_turn_deg"][name]) == pytest.approx(25, abs=2)
+    for upper in (1, 2, 3):
+        # 40 mm deep bodies at 25 deg smear over 19 mm, more than the 12.5 mm disc.
+        assert disc_dip(ct_pose, upper, upper + 1) < disc_dip(straight, upper, upper + 1) - 0.15
+        assert disc_dip(dxa_pose, upper, upper + 1) == pytest.approx(
+            disc_dip(straight, upper, upper + 1), abs=0.05
+        )
+    assert dxa_pose.scan_id == "ct-lean-dxa" and dxa_pose.meta["anatomy"]["pose"] == "dxa"
+
+
+def test_the_dxa_pose_keeps_the_mineral(full, leaning_spine):
+    def total_g(scan):
+        return scan.truth_maps["vertebral_bone_g_cm2"].sum() * scan.pixel_area_cm2
+
+    assert total_g(leaning_spine["dxa"]) == pytest.approx(total_g(leaning_spine["ct"]), rel=0.02)
+    straight = full[2].meta["truth"]["vertebrae"]
+    dxa_pose = leaning_spine["dxa"].meta["truth"]["vertebrae"]
+    for name in ("L1", "L2", "L3", "L4"):
+        assert dxa_pose[name]["bmc_g"] == pytest.approx(straight[name]["bmc_g"], rel=0.05)
+
+
+def test_the_dxa_pose_leaves_a_straight_spine_as_it_is(tmp_path, full):
+    ct, seg, straight = full
+    scan = scan_from_ct(ct, seg, label_map="simple", options=EXACT, pose="dxa")
+    np.testing.assert_array_equal(scan.labels, straight.labels)
+    for name, truth in straight.meta["truth"]["vertebrae"].items():
+        assert scan.meta["truth"]["vertebrae"][name]["bmd_g_cm2"] == pytest.approx(
+            truth["bmd_g_cm2"], rel=0.005
+        )
+
+
+def test_an_unknown_pose_is_a_clear_error(tmp_path, full):
+    ct, seg, _ = full
+    with pytest.raises(CTError, match="unknown pose 'sideways'"):
+        scan_from_ct(ct, seg, label_map="simple", pose="sideways")
+    args = ["simulate", "--from-ct", str(ct), "--labels", str(seg), "--label-map", "simple"]
+    result = CliRunner().invoke(app, [*args, "--pose", "sideways", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown pose" in result.output
+
+
 def test_label_grid_mismatch_is_a_clear_error(tmp_path):
     hu, labels = phantom()
     ct, seg = write_pair(tmp_path, hu, labels[:, :, :-1], name="shape")
@@ -309,6 +396,9 @@ def test_cli_end_to_end(tmp_path, full):
     again = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
     assert again.exit_code == 0
     assert (tmp_path / "b" / "ct-phantom.npz").read_bytes() == path.read_bytes()
+    posed = runner.invoke(app, [*args, "--pose", "dxa", "--out", str(tmp_path / "a")])
+    assert posed.exit_code == 0 and "dxa pose" in posed.output
+    assert read_scan(tmp_path / "a" / "ct-phantom-dxa.npz").meta["anatomy"]["pose"] == "dxa"
 
 
 def test_cli_errors_exit_2(tmp_path, full):

@@ -84,6 +84,13 @@ def simulate(
             "or ids 'L1=31,L2=30,...'."
         ),
     ] = "totalsegmentator",
+    pose: Annotated[
+        str,
+        typer.Option(
+            help="With --from-ct: 'ct' projects the spine as the CT has it; 'dxa' flattens "
+            "its lordosis first, as the DXA's leg block does (docs/ct.md)."
+        ),
+    ] = "ct",
 ) -> None:
     """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, or with
     --from-ct one scan projected from a labelled CT."""
@@ -95,7 +102,7 @@ def simulate(
     if out.exists() and not out.is_dir():
         raise fail(f"{out}: exists and is not a folder")
     if from_ct is not None or labels is not None:
-        _simulate_from_ct(from_ct, labels, out, device, seed, label_map, truth_maps, preview)
+        _simulate_from_ct(from_ct, labels, out, device, seed, label_map, truth_maps, preview, pose)
         if export or n != 10 or jobs != 1:
             typer.echo("note: --n, --jobs and --export do not apply to --from-ct", err=True)
         return
@@ -523,6 +530,7 @@ def _simulate_from_ct(
     label_map: str,
     truth_maps: bool,
     preview: bool,
+    pose: str,
 ) -> None:
     from dxaspine.simulate.ct import CTError
     from dxaspine.simulate.ct_scan import coverage_note, simulate_from_ct
@@ -531,13 +539,23 @@ def _simulate_from_ct(
         raise fail("--from-ct CT and --labels SEG go together: give both NIfTI volumes")
     try:
         path, scan = simulate_from_ct(
-            ct, labels, out, device, seed, label_map, truth_maps=truth_maps, preview=preview
+            ct,
+            labels,
+            out,
+            device,
+            seed,
+            label_map,
+            truth_maps=truth_maps,
+            preview=preview,
+            pose=pose,
         )
     except (CTError, OSError) as exc:
         raise fail(str(exc)) from None
     truth = scan.meta["truth"]
     bmd = ", ".join(f"{n} {v['bmd_g_cm2']:.3f}" for n, v in truth["vertebrae"].items())
-    typer.echo(f"wrote {path} ({device}, seed {seed}) from {ct.name}: true BMD g/cm2 {bmd}")
+    typer.echo(
+        f"wrote {path} ({device}, seed {seed}, {pose} pose) from {ct.name}: true BMD g/cm2 {bmd}"
+    )
     note = coverage_note(scan)
     if note:
         typer.echo(f"warning: {note}", err=True)

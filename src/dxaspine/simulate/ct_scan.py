@@ -28,6 +28,7 @@ from dxaspine.simulate.ct import (
     project,
     read_ct,
 )
+from dxaspine.simulate.ct_pose import POSES, straighten_spine
 from dxaspine.simulate.devices import DeviceProfile, get_device
 from dxaspine.simulate.generate import RenderOptions, acquire_materials, reference_tbs
 
@@ -225,16 +226,25 @@ def project_ct(
     labels_path: Path | str,
     label_map: str | LabelMap = "totalsegmentator",
     calibration: HUCalibration | None = None,
+    pose: str = "ct",
 ) -> tuple[Projection, dict]:
     """Read, check and project a labelled CT (the slow, device-independent step).
 
-    Returns the projection and the description of its source that
+    `pose` 'ct' projects the spine as the CT shows it, 'dxa' with its
+    lordosis flattened first (`ct_pose.straighten_spine`; the scan id gets
+    '-dxa'). Returns the projection and the description of its source that
     `scan_from_projection` stores in `meta["anatomy"]`. Raises CTError for a
-    label volume off the CT grid, an unknown label map or no L1-L4 in the labels.
+    label volume off the CT grid, an unknown label map or pose, or no L1-L4
+    in the labels.
     """
+    if pose not in POSES:
+        raise CTError(f"unknown pose '{pose}'; use one of {', '.join(POSES)}")
     label_map = parse_label_map(label_map) if isinstance(label_map, str) else label_map
     calibration = calibration or HUCalibration()
     volume = read_ct(ct_path, labels_path)
+    turned: dict[str, float] = {}
+    if pose == "dxa":
+        volume, turned = straighten_spine(volume, label_map, calibration)
     projection = project(volume, label_map, calibration)
     if not set(projection.vertebra_any) & set(LUMBAR):
         ids = {n: label_map.vertebrae[n] for n in LUMBAR if n in label_map.vertebrae}
@@ -244,7 +254,7 @@ def project_ct(
         )
     source = {
         "source": "ct",
-        "scan_id": ct_scan_id(ct_path),
+        "scan_id": ct_scan_id(ct_path) + ("-dxa" if pose == "dxa" else ""),
         "ct_file": volume.ct_name,
         "labels_file": volume.labels_name,
         "label_map": label_map.name,
@@ -253,6 +263,8 @@ def project_ct(
         "ct_voxel_mm": [round(v, 4) for v in volume.spacing_mm],
         "obliquity_deg": round(volume.obliquity_deg, 3),
         "hu_calibration": calibration.to_dict(),
+        "pose": pose,
+        "pose_turn_deg": turned,
     }
     return projection, source
 
@@ -265,13 +277,15 @@ def scan_from_ct(
     label_map: str | LabelMap = "totalsegmentator",
     calibration: HUCalibration | None = None,
     options: RenderOptions | None = None,
+    pose: str = "ct",
 ) -> Scan:
     """Simulate the DXA scan of a labelled CT on one device (same seed, same bytes).
 
-    Raises CTError for a label volume off the CT grid, an unknown label map,
-    no L1-L4 in the labels, or a CT too small for the field.
+    `pose`: 'ct' (the spine as the CT has it) or 'dxa' (lordosis flattened).
+    Raises CTError for a label volume off the CT grid, an unknown label map
+    or pose, no L1-L4 in the labels, or a CT too small for the field.
     """
-    projection, source = project_ct(ct_path, labels_path, label_map, calibration)
+    projection, source = project_ct(ct_path, labels_path, label_map, calibration, pose)
     return scan_from_projection(projection, source, device, seed, options)
 
 
@@ -379,12 +393,20 @@ def simulate_from_ct(
     label_map: str | LabelMap = "totalsegmentator",
     truth_maps: bool = False,
     preview: bool = False,
+    pose: str = "ct",
 ) -> tuple[Path, Scan]:
-    """Simulate and write `out/ct-<name>.npz` (and a preview PNG); return (path, scan)."""
+    """Simulate and write `out/ct-<name>.npz` (`ct-<name>-dxa.npz` in the 'dxa' pose,
+    and a preview PNG); return (path, scan)."""
     from dxaspine.io import write_scan
 
     scan = scan_from_ct(
-        ct_path, labels_path, device, seed, label_map, options=RenderOptions(truth_maps=truth_maps)
+        ct_path,
+        labels_path,
+        device,
+        seed,
+        label_map,
+        options=RenderOptions(truth_maps=truth_maps),
+        pose=pose,
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
