@@ -81,6 +81,15 @@ def test_label_vertebrae_refuses_a_mask_without_gaps():
         label_vertebrae(np.zeros(scan.shape, np.uint8), scan)
 
 
+def test_label_vertebrae_refuses_a_mask_whose_narrowed_discs_leave_no_gap():
+    # Two discs narrowed to 1.1 and 2.2 mm under 7-12 deg of lordosis tilt: the
+    # reference mask runs on from L1 to L3 and cannot be split, only refused.
+    scan = simulate_scan(5, 0, "hologic-like")
+    assert scan.meta["truth"]["flags"]["disc_narrowing"]
+    with pytest.raises(ValueError, match=r"found 2 intervertebral gap\(s\)"):
+        label_vertebrae(scan.mask, scan)
+
+
 # ------------------------------------------------------ baseline_segmentation
 
 

@@ -392,6 +392,59 @@ def roughness(image: np.ndarray, region: np.ndarray) -> float:
     return float(np.mean(steps**2) / image[region].var())
 
 
+def test_disc_narrowing_narrows_one_or_two_discs_and_nothing_else() -> None:
+    narrowed_count = []
+    for i in range(30):
+        always = sample_case(  # a rate of 100 at 65 is certain at any age
+            np.random.default_rng([21, i]), "t", rates=ArtefactRates(disc_narrowing=100.0)
+        )
+        never = sample_case(
+            np.random.default_rng([21, i]), "t", rates=ArtefactRates(disc_narrowing=0.0)
+        )
+        assert always.flags["disc_narrowing"] and not never.flags["disc_narrowing"]
+        # Everything but the disc heights (and the flag) is the case drawn before.
+        same_discs = with_spine(always, disc_heights_mm=never.spine.disc_heights_mm)
+        assert dataclasses.replace(same_discs, flags={}) == dataclasses.replace(never, flags={})
+        fraction = np.array(always.spine.disc_heights_mm) / np.array(never.spine.disc_heights_mm)
+        changed = fraction < 1.0
+        narrowed_count.append(int(changed.sum()))
+        assert np.all((fraction[changed] >= 0.1) & (fraction[changed] <= 0.6))
+        assert np.all(fraction[~changed] == 1.0)
+    assert set(narrowed_count) == {1, 2}
+
+
+def test_a_narrowed_disc_brings_the_vertebrae_together(
+    straight_case: Case, base_scan: Scan
+) -> None:
+    discs = list(straight_case.spine.disc_heights_mm)
+    l2, l3 = index_of(straight_case, "L2"), index_of(straight_case, "L3")
+    discs[l3 - 1] *= 0.25  # discs[i - 1] lies above vertebra i: the L2/L3 disc
+    narrowed = with_spine(straight_case, disc_heights_mm=tuple(discs))
+    width = HOLOGIC.field_of_view_mm[1]
+    before, after = place_vertebrae(straight_case, width), place_vertebrae(narrowed, width)
+    gap_before = before[l3].centre_y_mm - before[l2].centre_y_mm
+    gap_after = after[l3].centre_y_mm - after[l2].centre_y_mm
+    assert gap_before - gap_after == pytest.approx(
+        0.75 * straight_case.spine.disc_heights_mm[l3 - 1]
+    )
+    assert after[l2].centre_y_mm == before[l2].centre_y_mm  # the levels above stay
+    # In the image the dark band of the disc space between L2 and L3 all but closes.
+    maps = RenderOptions(noise=False, truth_maps=True)
+    dips = [disc_dip(render(case, options=maps), 2, 3) for case in (straight_case, narrowed)]
+    assert dips[1] < dips[0] - 0.05, dips
+
+
+def disc_dip(scan: Scan, upper: int, lower: int) -> float:
+    """1 - lowest row mean of vertebral mineral between two labels' centres / the
+    centres' mean, over the middle half of the spine's width: 1 = an empty gap."""
+    mineral = scan.truth_maps["vertebral_bone_g_cm2"]
+    cols = np.flatnonzero((scan.labels > 0).any(axis=0))
+    quarter = (cols.max() - cols.min()) // 4
+    profile = mineral[:, cols.min() + quarter : cols.max() - quarter + 1].mean(axis=1)
+    rows = [round(np.nonzero(scan.labels == label)[0].mean()) for label in (upper, lower)]
+    return float(1 - profile[rows[0] : rows[1]].min() / profile[rows].mean())
+
+
 @pytest.mark.parametrize("name", sorted(DEVICES))
 def test_texture_hurst_sets_the_roughness_of_its_vertebra(straight_case: Case, name: str) -> None:
     device = DEVICES[name]

@@ -53,6 +53,10 @@ class AnatomyRanges:
     lordosis_position: tuple[float, ...] = (-0.6, -0.4, -0.2, 0.0, 0.2, 0.4)
     """Each level's place along the curve (apex at L3): its endplates lean by
     lordosis x position against the beam."""
+    disc_narrowing_fraction: tuple[float, float] = (0.1, 0.6)
+    """A degenerated disc keeps this fraction of its height (0.7-6.9 mm)."""
+    disc_narrowing_level_weights: tuple[float, ...] = (0.10, 0.15, 0.20, 0.25, 0.30)
+    """Which discs narrow (T12/L1 .. L4/L5): more often the lower ones."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class ArtefactRates:
     implant: float = 0.01
     off_centre: float = 0.10
     bowel_gas_over_spine: float = 0.30
+    disc_narrowing: float = 0.35
+    """Degenerative disc-space narrowing of one or two discs."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,10 @@ def sample_case(
         replace(v, sagittal_tilt_deg=float(lordosis * position + rng.normal(0, 2.0)))
         for v, position in zip(vertebrae, ranges.lordosis_position, strict=True)
     )
+    # Drawn after lordosis for the same reason.
+    flags["disc_narrowing"] = rng.random() < _age_rate(rates.disc_narrowing, age)
+    if flags["disc_narrowing"]:
+        spine = replace(spine, disc_heights_mm=_narrowed_discs(rng, ranges, discs))
     return Case(
         scan_id=scan_id,
         patient_id=f"P{scan_id}",
@@ -242,6 +252,19 @@ def sample_case(
         flags=flags,
         texture_seed=texture_seed,
     )
+
+
+def _narrowed_discs(
+    rng: np.random.Generator, ranges: AnatomyRanges, discs: tuple[float, ...]
+) -> tuple[float, ...]:
+    """One disc (or, 40 %, two) narrowed to `disc_narrowing_fraction` of its height."""
+    weights = np.array(ranges.disc_narrowing_level_weights)
+    count = 1 + int(rng.random() < 0.4)
+    levels = rng.choice(len(discs), size=count, replace=False, p=weights / weights.sum())
+    narrowed = list(discs)
+    for level in levels:
+        narrowed[level] *= float(rng.uniform(*ranges.disc_narrowing_fraction))
+    return tuple(narrowed)
 
 
 def _sample_vertebrae(
