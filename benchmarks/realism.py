@@ -14,7 +14,8 @@ Per device profile and per vertebra (L1-L4), for the procedural cohort (fresh
 seed) and for every CT-derived scan: vertebral width (widest mask row), height
 (tallest mask column) and area; true BMD; endplate tilt against the beam
 (meta truth `endplate_tilt_deg`: the drawn lordosis tilt, or for a CT the
-lean of the line through the body centroids); bone-to-soft contrast (median over
+lean of the line through the centroids of the vertebrae's fronts);
+bone-to-soft contrast (median over
 the mask minus median over a background band 15-35 mm beside it, same rows,
 in the low-energy image and in the calibrated bone image); disc visibility
 (`disc_contrast`: the dip of the true mineral between neighbouring vertebrae,

@@ -393,19 +393,17 @@ def front_centroid_mm(vertebra: np.ndarray, spacing_mm: tuple[float, float, floa
     )
 
 
-def endplate_tilt_deg(centroids_mm: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Tilt of each body's endplates against the AP beam, degrees, unsigned.
+def spine_axis_deg(centroids_mm: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Lean of the local spine axis at each level, degrees, signed (positive:
+    the axis runs forwards going down).
 
-    The endplates are taken perpendicular to the local spine axis: the line
-    through the front centroids (`front_centroid_mm`: inferior, anterior mm)
-    of the nearest levels
-    above and below (the one neighbour at an end). 0 means the beam runs
-    along the endplates and sees the disc spaces edge-on; a body of depth d
-    tilted by t smears its endplates over d tan(t). Levels with no whole
-    neighbour are left out.
+    The axis is the line through the centroids (inferior, anterior mm; see
+    `front_centroid_mm`) of the nearest levels above and below, or of the
+    level and its one neighbour at an end. Levels with no neighbour are left
+    out.
     """
     ordered = [name for name in LEVELS if name in centroids_mm]
-    tilts = {}
+    axes = {}
     for k, name in enumerate(ordered):
         upper = ordered[max(k - 1, 0)]
         lower = ordered[min(k + 1, len(ordered) - 1)]
@@ -413,8 +411,19 @@ def endplate_tilt_deg(centroids_mm: dict[str, tuple[float, float]]) -> dict[str,
             continue
         d_inferior = centroids_mm[lower][0] - centroids_mm[upper][0]
         d_anterior = centroids_mm[lower][1] - centroids_mm[upper][1]
-        tilts[name] = round(float(np.degrees(np.arctan2(abs(d_anterior), abs(d_inferior)))), 2)
-    return tilts
+        axes[name] = float(np.degrees(np.arctan2(d_anterior, d_inferior)))
+    return axes
+
+
+def endplate_tilt_deg(centroids_mm: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Tilt of each body's endplates against the AP beam, degrees, unsigned.
+
+    The endplates are taken perpendicular to the local spine axis
+    (`spine_axis_deg`). 0 means the beam runs along the endplates and sees
+    the disc spaces edge-on; a body of depth d tilted by t smears its
+    endplates over d tan(t). Levels with no whole neighbour are left out.
+    """
+    return {name: round(abs(lean), 2) for name, lean in spine_axis_deg(centroids_mm).items()}
 
 
 def vertebral_body(vertebra: np.ndarray, spacing_ap_mm: float) -> np.ndarray:

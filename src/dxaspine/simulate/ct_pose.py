@@ -5,11 +5,11 @@ its lordosis and the vertebral endplates lean against a posterior-anterior
 beam: the bodies overlap in projection and the disc spaces vanish. For a
 spine DXA the patient's legs rest on a block, which flattens the lordosis
 and opens the disc spaces. `straighten_spine` imitates that on the CT: each
-vertebra is turned rigidly in the sagittal plane about its body centroid
-until its local spine axis (the line through its neighbours' body
-centroids, as in `ct.endplate_tilt_deg`) runs head to feet, and moved along
-that axis so that neighbouring centroids keep their distance (centroids of
-each vertebra's front, `ct.front_centroid_mm`). Only the
+vertebra is turned rigidly in the sagittal plane about the centroid of its
+front (`ct.front_centroid_mm`) until its local spine axis (the line through
+its neighbours' front centroids, `ct.spine_axis_deg`) runs head to feet,
+and moved along that axis so that neighbouring centroids keep their
+distance. Only the
 labelled vertebrae (with the bone of their one-voxel rim) move; discs, soft
 tissue, organs and ribs stay where the CT has them, and the voxels a
 vertebra leaves become soft tissue. It is a model of the positioning, not
@@ -18,6 +18,7 @@ a biomechanical one: docs/ct.md says what it leaves out.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -31,6 +32,7 @@ from dxaspine.simulate.ct import (
     LabelMap,
     _touches_edge,
     front_centroid_mm,
+    spine_axis_deg,
     vertebral_body,
 )
 
@@ -54,11 +56,8 @@ def straighten_spine(
     """
     cal = calibration or HUCalibration()
     sa = volume.spacing_mm[2]
-    own = {
-        name: volume.labels == label_id
-        for name, label_id in label_map.vertebrae.items()
-        if name in LEVELS and np.any(volume.labels == label_id)
-    }
+    masks = {name: volume.labels == i for name, i in label_map.vertebrae.items() if name in LEVELS}
+    own = {name: mask for name, mask in masks.items() if mask.any()}
     centroids = {
         name: front_centroid_mm(mask, volume.spacing_mm)
         for name, mask in own.items()
@@ -69,14 +68,11 @@ def straighten_spine(
         return volume, {}
 
     # Turn angle and new centroid of each whole vertebra, top to bottom.
-    angle, target = {}, {whole[0]: centroids[whole[0]]}
-    for k, name in enumerate(whole):
-        upper, lower = whole[max(k - 1, 0)], whole[min(k + 1, len(whole) - 1)]
-        d_inferior, d_anterior = centroids[lower] - centroids[upper]
-        angle[name] = math.atan2(d_anterior, d_inferior)
-        if k:
-            step = float(np.linalg.norm(centroids[name] - centroids[whole[k - 1]]))
-            target[name] = target[whole[k - 1]] + np.array([step, 0.0])
+    angle = {name: math.radians(lean) for name, lean in spine_axis_deg(centroids).items()}
+    target = {whole[0]: centroids[whole[0]]}
+    for upper, name in itertools.pairwise(whole):
+        step = float(np.linalg.norm(centroids[name] - centroids[upper]))
+        target[name] = target[upper] + np.array([step, 0.0])
     # A cut vertebra follows its nearest whole neighbour rigidly.
     moves = {}
     for name in own:
