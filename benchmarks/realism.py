@@ -15,7 +15,9 @@ seed) and for every CT-derived scan: vertebral width (widest mask row), height
 (tallest mask column) and area; true BMD; endplate tilt against the beam
 (meta truth `endplate_tilt_deg`: the drawn lordosis tilt, or for a CT the
 lean of the line through the centroids of the vertebrae's fronts);
-bone-to-soft contrast (median over
+posterior-element share of the vertebra's mineral (meta truth
+`posterior_share`: the drawn share, or for a CT the labelled mineral behind
+the body, whole vertebrae only); bone-to-soft contrast (median over
 the mask minus median over a background band 15-35 mm beside it, same rows,
 in the low-energy image and in the calibrated bone image); disc visibility
 (`disc_contrast`: the dip of the true mineral between neighbouring vertebrae,
@@ -26,7 +28,9 @@ of the same scan, in the background band); open TBS (dxaspine.tbs). Vertebrae
 whose body the CT cuts are left out of the anatomy figures. A CT value outside
 the procedural cohort's min..max is flagged. The shipped dual-energy model
 segments every scan: Dice and Hausdorff per vertebra, BMD error against the
-true BMD. Each CT is projected in both poses (`--pose`): 'ct' as scanned
+true BMD; and, to tell whether a failure comes from the bone or from the soft
+tissue, the anatomy swap (`anatomy_swap`: CT bone over procedural soft
+tissue and the reverse, union Dice). Each CT is projected in both poses (`--pose`): 'ct' as scanned
 (scan id ct-<name>) and 'dxa' with its lordosis flattened as on the DXA
 table (ct-<name>-dxa; simulate.ct_pose). Prints tables and writes
 benchmarks/results/realism.json.
@@ -35,6 +39,7 @@ benchmarks/results/realism.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -55,15 +60,23 @@ from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
 from dxaspine.simulate.ct_pose import POSES
 from dxaspine.simulate.ct_scan import project_ct, scan_from_projection
-from dxaspine.simulate.devices import DEVICES
-from dxaspine.simulate.generate import RenderOptions, simulate_scan
+from dxaspine.simulate.devices import DEVICES, get_device
+from dxaspine.simulate.generate import RenderOptions, acquire_materials, simulate_scan
 from dxaspine.tbs import tbs
 
 LUMBAR = ("L1", "L2", "L3", "L4")
 NOISY = RenderOptions(truth_maps=True)
 CLEAN = RenderOptions(noise=False, truth_maps=True)
 BAND_MM = (15.0, 35.0)
-ANATOMY_KEYS = ("width_mm", "height_mm", "area_cm2", "bmd_true_g_cm2", "endplate_tilt_deg", "tbs")
+ANATOMY_KEYS = (
+    "width_mm",
+    "height_mm",
+    "area_cm2",
+    "bmd_true_g_cm2",
+    "endplate_tilt_deg",
+    "posterior_share",
+    "tbs",
+)
 SCAN_KEYS = (
     "contrast_low",
     "contrast_bone_g_cm2",
@@ -141,6 +154,7 @@ def measure(noisy, clean) -> dict:
         vertebrae[name] = sizes | {
             "bmd_true_g_cm2": truth[name]["bmd_g_cm2"],
             "endplate_tilt_deg": truth[name].get("endplate_tilt_deg", math.nan),
+            "posterior_share": truth[name].get("posterior_share") or math.nan,
             "tbs": tbs_values[name],
         }
     scan = {
@@ -200,6 +214,47 @@ def model_results(predictor: Predictor, scan) -> dict:
         "dice_union": dice(predicted > 0, scan.labels > 0),
         "predicted_labels": sorted(int(v) for v in np.unique(predicted) if v),
         "vertebrae": vertebrae,
+    }
+
+
+def anatomy_swap(predictor: Predictor, ct_clean, procedural_clean, seed: int = 0) -> dict:
+    """Which half of the anatomy the model fails on. From the noise-free truth maps
+    of a CT-derived scan and of a procedural scan (rows aligned at L1's top), four
+    scans go through the same physics with photon noise: each as it is, CT bone
+    over procedural soft tissue, and procedural bone over CT soft tissue. Returns
+    the model's union Dice on each ({} when the fields do not line up)."""
+    rows, cols = ct_clean.shape
+    if procedural_clean.shape[1] != cols or procedural_clean.shape[0] < rows:
+        return {}
+    ct_top = int(np.flatnonzero((ct_clean.labels == 1).any(axis=1))[0])
+    proc_top = int(np.flatnonzero((procedural_clean.labels == 1).any(axis=1))[0])
+    start = int(np.clip(proc_top - ct_top, 0, procedural_clean.shape[0] - rows))
+    window = slice(start, start + rows)
+    ct = ct_clean.truth_maps
+    proc = {k: v[window] for k, v in procedural_clean.truth_maps.items()}
+    proc_labels = procedural_clean.labels[window]
+    device = get_device(ct_clean.device)
+
+    def union_dice(bone, lean, adipose, labels) -> float:
+        low, high = acquire_materials(bone, lean, adipose, device, np.random.default_rng(seed))
+        scan = dataclasses.replace(
+            ct_clean,
+            low=low.astype(np.float32),
+            high=high.astype(np.float32),
+            labels=labels,
+            mask=(labels > 0).astype(np.uint8),
+            truth_maps={},
+        )
+        return dice(predictor.segment(scan).labels > 0, labels > 0)
+
+    ct_bone, ct_soft = ct["bone_g_cm2"], (ct["lean_g_cm2"], ct["adipose_g_cm2"])
+    proc_bone, proc_soft = proc["bone_g_cm2"], (proc["lean_g_cm2"], proc["adipose_g_cm2"])
+    return {
+        "procedural_scan": procedural_clean.scan_id,
+        "ct_as_is": union_dice(ct_bone, *ct_soft, ct_clean.labels),
+        "ct_bone_procedural_soft": union_dice(ct_bone, *proc_soft, ct_clean.labels),
+        "procedural_bone_ct_soft": union_dice(proc_bone, *ct_soft, proc_labels),
+        "procedural_as_is": union_dice(proc_bone, *proc_soft, proc_labels),
     }
 
 
@@ -314,6 +369,13 @@ def print_tables(results: dict, console: Console) -> None:
             fmt(s["bmd_error_model_percent_abs"]["mean"], 1) + " (mean abs, no metal)",
         )
     console.print(table)
+    table = Table(title="Anatomy swap on SIMULATED scans: the model's union Dice")
+    columns = ("ct_as_is", "ct_bone_procedural_soft", "procedural_bone_ct_soft", "procedural_as_is")
+    for column in ("scan", "device", *columns):
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in results["model"]["anatomy_swap"]:
+        table.add_row(row["scan_id"], row["device"], *(fmt(row.get(c, math.nan)) for c in columns))
+    console.print(table)
 
 
 def main() -> None:
@@ -343,6 +405,7 @@ def main() -> None:
     predictor = Predictor(None, "cpu")
 
     ct_sources, ct_measures, ct_model = [], {d: [] for d in devices}, []
+    ct_clean = {d: [] for d in devices}
     for (ct_path, labels_path), pose in itertools.product(pairs, poses):
         projection, source = project_ct(ct_path, labels_path, args.label_map, pose=pose)
         ct_sources.append(
@@ -359,6 +422,7 @@ def main() -> None:
             clean = scan_from_projection(projection, source, device, 0, CLEAN)
             ct_measures[device].append(measure(noisy, clean))
             ct_model.append(model_results(predictor, noisy))
+            ct_clean[device].append(clean)
             ct_sources[-1].setdefault("coverage", {})[device] = {
                 k: noisy.meta["anatomy"][k]
                 for k in (
@@ -372,12 +436,22 @@ def main() -> None:
 
     proc_measures = {d: [] for d in devices}
     proc_model = {d: [] for d in devices}
+    swap_partner = {}
     for device in devices:
         for i in track(range(args.n), description=f"procedural {device}", console=console):
             noisy = simulate_scan(args.seed, i, device, options=NOISY)
             clean = simulate_scan(args.seed, i, device, options=CLEAN)
             proc_measures[device].append(measure(noisy, clean))
             proc_model[device].append(model_results(predictor, noisy))
+            if not proc_model[device][-1]["metal"] and device not in swap_partner:
+                swap_partner[device] = clean
+    swaps = [
+        {"scan_id": clean.scan_id, "device": device}
+        | anatomy_swap(predictor, clean, swap_partner[device])
+        for device in devices
+        if device in swap_partner
+        for clean in ct_clean[device]
+    ]
 
     procedural_summary = {}
     for device, rows in proc_model.items():
@@ -409,6 +483,7 @@ def main() -> None:
             "path": str(shipped_model_path("dual-energy")),
             "ct": ct_model,
             "procedural_summary": procedural_summary,
+            "anatomy_swap": swaps,
         },
         "comparison": {d: compare(proc_measures[d], ct_measures[d]) for d in devices},
         "per_scan": {"ct": ct_measures, "procedural": proc_measures},

@@ -458,3 +458,20 @@ def test_totalsegmentator_ids_and_contrast_capping(tmp_path):
     assert other.max() < 1e-6  # the aorta adds no mineral
     other = enhanced.truth_maps["bone_g_cm2"] - enhanced.truth_maps["vertebral_bone_g_cm2"]
     assert other.max() > 0.5  # 2 cm of 400 HU read as bone
+
+
+def test_posterior_share_is_the_mineral_behind_the_body(full):
+    _, _, scan = full
+    truth = scan.meta["truth"]["vertebrae"]
+    for name in ("L1", "L3", "L4"):  # bare cylinders: all body
+        assert truth[name]["posterior_share"] == pytest.approx(0.0, abs=1e-6)
+    # L2: the bar and the pedicle behind the cylinder (all voxels the same HU).
+    _, labels = phantom()
+    l2 = labels == 2
+    x = (np.arange(SHAPE[0]) + 0.5) * VOXEL_MM[0] - 64.0
+    y = (np.arange(SHAPE[1]) + 0.5) * VOXEL_MM[1] - 64.0
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    behind = (xx**2 + (yy + 10.0) ** 2 > RADIUS_MM**2) & (yy < -10.0)
+    expected = (l2 & behind[:, :, None]).sum() / l2.sum()
+    assert 0.1 < expected < 0.5
+    assert truth["L2"]["posterior_share"] == pytest.approx(expected, abs=0.02)

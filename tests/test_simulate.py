@@ -455,7 +455,11 @@ def test_texture_hurst_sets_the_roughness_of_its_vertebra(straight_case: Case, n
     l2 = rough.labels == 2
     diff = np.abs(rough.low - smooth.low)
     assert diff[l2].max() > 0.02
-    assert diff[l2].sum() > 0.9 * diff.sum()  # the change stays in L2
+    # The change stays with L2: its body and its posterior elements (textured too),
+    # which reach into the disc spaces, between L1's and L3's middle rows.
+    middle = {k: round(np.flatnonzero((rough.labels == k).any(axis=1)).mean()) for k in (1, 3)}
+    assert diff[middle[1] : middle[3]].sum() > 0.99 * diff.sum()
+    assert diff[l2].sum() > 0.8 * diff.sum()
     for label in (1, 3, 4):
         assert diff[rough.labels == label].max() < 0.2 * diff[l2].max()
     core = ndimage.binary_erosion(l2, iterations=4)
@@ -637,9 +641,12 @@ def test_sagittal_tilt_keeps_the_mineral_and_smears_the_endplates(straight_case:
     growth_mm = 0.1 * (np.ptp(rows["tilted"]) - np.ptp(rows["flat"]))
     expected_mm = vertebra.depth_mm * np.tan(np.deg2rad(12.0))
     assert growth_mm == pytest.approx(expected_mm, abs=1.5)
-    # ...and the bright endplate line spreads out along the central column.
-    centre_col = flat.body.shape[1] // 2
-    assert tilted.structural[:, centre_col].max() < 0.7 * flat.structural[:, centre_col].max()
+    # ...and the bright upper endplate line spreads out along the central column
+    # (above mid-height no posterior element projects on the midline).
+    centre_row, centre_col = flat.body.shape[0] // 2, flat.body.shape[1] // 2
+    upper = slice(0, centre_row - round(5 * vertebra.half_height_mm))
+    top = {k: b.structural[upper, centre_col].max() for k, b in renders.items()}
+    assert top["tilted"] < 0.7 * top["flat"]
 
 
 def test_lordosis_tilts_upper_and_lower_levels_opposite_ways() -> None:
@@ -665,3 +672,33 @@ def test_a_flat_spine_renders_as_before_tilt_was_modelled(straight_case: Case) -
     _, _, tiny = _l3_alone(straight_case, 0.05)  # under one slab step: the plain projection
     np.testing.assert_array_equal(flat.structural, tiny.structural)
     np.testing.assert_array_equal(flat.body, tiny.body)
+
+
+def test_sampled_patients_carry_about_half_their_mineral_in_posterior_elements() -> None:
+    cases = [sample_case(np.random.default_rng([13, i]), "t") for i in range(300)]
+    shares = np.array([case.vertebrae[0].posterior_fraction for case in cases])
+    # One share per patient, for every level.
+    assert all(len({v.posterior_fraction for v in case.vertebrae}) == 1 for case in cases)
+    assert shares.mean() == pytest.approx(0.49, abs=0.01)
+    assert shares.std() == pytest.approx(0.04, abs=0.008)
+    assert shares.min() >= 0.39 and shares.max() <= 0.59
+
+
+def test_posterior_elements_carry_the_drawn_share_of_the_mineral(straight_case: Case) -> None:
+    i = index_of(straight_case, "L3")
+    place = place_vertebrae(straight_case, HOLOGIC.field_of_view_mm[1])[i]
+    y = np.arange(place.centre_y_mm - 40, place.centre_y_mm + 40, 0.2)
+    x = np.arange(place.centre_x_mm - 70, place.centre_x_mm + 70, 0.2)
+
+    def mineral(share: float | None, rotation_deg: float = 0.0) -> float:
+        vertebra = dataclasses.replace(straight_case.vertebrae[i], posterior_fraction=share)
+        bone = render_vertebra(vertebra, place, np.deg2rad(rotation_deg), y[:, None], x[None, :])
+        return float((bone.trabecular + bone.structural).sum())
+
+    body_alone = mineral(1e-9)
+    for share in (0.3, 0.49, 0.6):
+        assert 1 - body_alone / mineral(share) == pytest.approx(share, abs=0.01)
+    # Axial rotation moves the posterior elements sideways, not their mineral.
+    assert mineral(0.49, rotation_deg=12.0) == pytest.approx(mineral(0.49), rel=0.01)
+    # None keeps the drawn shapes' own, much smaller share.
+    assert 1 - body_alone / mineral(None) < 0.3

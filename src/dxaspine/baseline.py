@@ -32,8 +32,13 @@ DISC_HEIGHT_MM = 10.0
 """Expected disc height, middle of the 8-12 mm default."""
 L4_WIDTH_MM = 50.0
 """Expected coronal width of L4 (default, dxa-domain.md §3)."""
-MIN_GAP_SEPARATION = 0.6
-"""Two gaps lie at least this fraction of VERTEBRA_HEIGHT_MM apart."""
+MIN_GAP_SEPARATION = 0.8
+"""Two gaps lie at least this fraction of VERTEBRA_HEIGHT_MM apart (22 mm):
+more than half a vertebra's pitch (body + disc, about 38 mm), so the dip of
+bone mass at a body's waist, between its pedicles and its spinous process,
+loses to the disc dip beside it (0.6 let it split bodies once the posterior
+elements carry half the mineral), and less than the pitch of a body that
+lost 40 % of its height."""
 GAP_PROMINENCE = 0.2
 """A gap is a dip of the row profile at least this fraction of the profile's
 typical (median) level below its neighbouring peaks."""

@@ -57,6 +57,11 @@ class AnatomyRanges:
     """A degenerated disc keeps this fraction of its height (0.7-6.9 mm)."""
     disc_narrowing_level_weights: tuple[float, ...] = (0.10, 0.15, 0.20, 0.25, 0.30)
     """Which discs narrow (T12/L1 .. L4/L5): more often the lower ones."""
+    posterior_fraction: tuple[float, float] = (0.49, 0.04)
+    """Mean and SD of the share of a vertebra's mineral in its posterior
+    elements, one draw per patient, clipped to mean +- 2.5 SD: 47 % in
+    cadaver vertebrae aged 61-88 and 51.4 (4.2) % by QCT in 574 young
+    subjects (docs/physics.md)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,9 @@ class Vertebra:
     sagittal_tilt_deg: float = 0.0
     """Endplate angle against the beam from lordosis: the body's front and back
     project at different heights, so its endplates and the disc space blur."""
+    posterior_fraction: float | None = None
+    """Share of the vertebra's mineral in its posterior elements; None keeps
+    the drawn shapes' own share (about 0.2)."""
 
     @property
     def label(self) -> int:
@@ -235,7 +243,10 @@ def sample_case(
         replace(v, sagittal_tilt_deg=float(lordosis * position + rng.normal(0, 2.0)))
         for v, position in zip(vertebrae, ranges.lordosis_position, strict=True)
     )
-    # Drawn after lordosis for the same reason.
+    mean, sd = ranges.posterior_fraction
+    posterior = float(np.clip(rng.normal(mean, sd), mean - 2.5 * sd, mean + 2.5 * sd))
+    vertebrae = tuple(replace(v, posterior_fraction=posterior) for v in vertebrae)
+    # Drawn last: with or without narrowing, the rest of the case is the same.
     flags["disc_narrowing"] = rng.random() < _age_rate(rates.disc_narrowing, age)
     if flags["disc_narrowing"]:
         spine = replace(spine, disc_heights_mm=_narrowed_discs(rng, ranges, discs))

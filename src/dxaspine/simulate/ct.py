@@ -18,6 +18,7 @@ convention of docs/protocol.md (row 0 cranial, patient's right on the left).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,6 +330,8 @@ class Projection:
     truncated: tuple[str, ...] = ()
     posterior_cut: tuple[str, ...] = ()
     endplate_tilt_deg: dict[str, float] = field(default_factory=dict)
+    posterior_share: dict[str, float] = field(default_factory=dict)
+    """Share of each whole vertebra's mineral behind its body (`vertebral_body`)."""
 
 
 def project(
@@ -373,9 +376,23 @@ def project(
             continue
         if _touches_edge(own):
             result.posterior_cut += (name,)
+        else:
+            result.posterior_share[name] = posterior_share(hu, bone, own, body, cal)
         centroids_mm[name] = front_centroid_mm(own, volume.spacing_mm)
     result.endplate_tilt_deg = endplate_tilt_deg(centroids_mm)
     return result
+
+
+def posterior_share(
+    hu: np.ndarray, bone: np.ndarray, vertebra: np.ndarray, body: np.ndarray, cal: HUCalibration
+) -> float:
+    """Share of a vertebra's mineral (its labelled voxels) outside its body: the
+    posterior elements' part, 47-51 % in the literature (docs/physics.md)."""
+    rows = np.flatnonzero(vertebra.any(axis=(1, 2)))
+    box = slice(rows[0], rows[-1] + 1)
+    mineral, _, _ = hu_to_materials(hu[box], bone[box], cal)
+    total = float(mineral[vertebra[box]].sum())
+    return round(1.0 - float(mineral[body[box]].sum()) / total, 4) if total > 0 else math.nan
 
 
 def front_centroid_mm(vertebra: np.ndarray, spacing_mm: tuple[float, float, float]):

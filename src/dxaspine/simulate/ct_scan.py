@@ -175,12 +175,14 @@ def ground_truth(
     truncated: tuple[str, ...] = (),
     posterior_cut: tuple[str, ...] = (),
     endplate_tilt_deg: dict[str, float] | None = None,
+    posterior_share: dict[str, float] | None = None,
 ) -> dict:
     """True BMD per vertebra (protocol §7): the vertebral mineral projecting on its
     mask over the mask's area; the L1-L4 total; soft tissue over the spine.
     `truncated` names vertebrae whose body the CT cuts, `posterior_cut` those
     whose posterior elements it cuts; `endplate_tilt_deg` (ct.endplate_tilt_deg)
-    is recorded per vertebra where known."""
+    and `posterior_share` (ct.posterior_share) are recorded per vertebra where
+    known."""
     pixel_area_cm2 = spacing_mm[0] * spacing_mm[1] / 100
     vertebrae = {}
     total_bmc = total_area = 0.0
@@ -200,6 +202,8 @@ def ground_truth(
         }
         if endplate_tilt_deg and name in endplate_tilt_deg:
             vertebrae[name]["endplate_tilt_deg"] = endplate_tilt_deg[name]
+        if posterior_share and name in posterior_share:
+            vertebrae[name]["posterior_share"] = posterior_share[name]
     spine_soft = soft[labels > 0]
     return {
         "anatomy_source": "ct",
@@ -334,6 +338,7 @@ def scan_from_projection(
         projection.truncated,
         projection.posterior_cut,
         projection.endplate_tilt_deg,
+        projection.posterior_share,
     )
     truth["tbs"] = reference_tbs(low, high, labels, device) if labels.any() else None
     truth["flags"] = {"partial_coverage": anatomy["partial_coverage"]}

@@ -281,6 +281,9 @@ def _ground_truth(
             "bmd_target_g_cm2": round(vertebra.bmd_target_g_cm2, 6),
             "texture_hurst": round(vertebra.texture_hurst, 6),
             "endplate_tilt_deg": round(abs(vertebra.sagittal_tilt_deg), 2),
+            "posterior_share": None
+            if vertebra.posterior_fraction is None
+            else round(vertebra.posterior_fraction, 4),
             "fractured": vertebra.height_loss > 0,
             "osteophytes": bool(vertebra.osteophytes),
             "sclerosis": vertebra.sclerosis > 0,

@@ -9,7 +9,9 @@ rho_trab * L_inner + rho_cortex * (L_outer - L_inner). Lordosis tilts the
 body against the beam (`Vertebra.sagittal_tilt_deg`), which smears its
 endplates over a band of height depth * tan(tilt). Posterior elements
 are tubes and plates projected on the body, shifted sideways by axial
-rotation.
+rotation, and scaled to carry `Vertebra.posterior_fraction` of the
+vertebra's mineral; they carry the trabecular texture like the body's
+cancellous bone.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ class Placement:
 
 @dataclass
 class VertebraBone:
-    """One vertebra rendered on a patch of sub-samples (g/cm2 and supports)."""
+    """One vertebra rendered on a patch of sub-samples (g/cm2 and supports).
+
+    `trabecular` is the mineral that carries the trabecular texture: the
+    body's trabecular bone and the posterior elements (cancellous cores in
+    cortical shells, drawn as one profile). `structural` is the body's
+    cortex and endplates."""
 
     trabecular: np.ndarray
     structural: np.ndarray
@@ -115,7 +122,7 @@ def render_vertebra(
         body = body | spur
 
     posterior, support = _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad)
-    structural += posterior
+    trabecular = trabecular + posterior * posterior_scale(vertebra, place)
     return VertebraBone(
         trabecular=trabecular,
         structural=structural,
@@ -124,6 +131,27 @@ def render_vertebra(
         posterior_in_column=support & (np.abs(u) <= hw) & ~body,
         axial_mm=np.abs(v),
     )
+
+
+def posterior_scale(vertebra: Vertebra, place: Placement) -> float:
+    """Factor on the drawn posterior elements that gives them
+    `vertebra.posterior_fraction` of the vertebra's mineral (1 when None).
+
+    Measured on the vertebra's own frame at 0.5 mm, untilted and unrotated
+    (neither changes the mineral), so a vertebra cut by the field's edge gets
+    the same factor as a whole one.
+    """
+    if vertebra.posterior_fraction is None:
+        return 1.0
+    radius = extent_mm(vertebra, place)
+    grid = np.arange(-radius, radius, 0.5)
+    v, u = np.meshgrid(grid, grid, indexing="ij")
+    hh = vertebra.half_height_mm * (1 - vertebra.height_loss)
+    hw = vertebra.half_width_mm
+    trabecular, structural, _, _ = _body_slab(vertebra, u, v, hh, hw)
+    posterior, _ = _posterior_elements(vertebra, place, u, v, hh, hw, 0.0)
+    share = vertebra.posterior_fraction
+    return float(share / (1 - share) * (trabecular.sum() + structural.sum()) / posterior.sum())
 
 
 def _body_slab(vertebra: Vertebra, u, v, hh, hw):
