@@ -702,3 +702,14 @@ def test_posterior_elements_carry_the_drawn_share_of_the_mineral(straight_case: 
     assert mineral(0.49, rotation_deg=12.0) == pytest.approx(mineral(0.49), rel=0.01)
     # None keeps the drawn shapes' own, much smaller share.
     assert 1 - body_alone / mineral(None) < 0.3
+    # The transverse processes (all there is beside the body) keep their drawn mineral.
+    hw = straight_case.vertebrae[i].half_width_mm
+    beside = np.abs(x - place.centre_x_mm) > hw + 5
+
+    def beside_mineral(share: float | None) -> float:
+        vertebra = dataclasses.replace(straight_case.vertebrae[i], posterior_fraction=share)
+        bone = render_vertebra(vertebra, place, 0.0, y[:, None], x[None, :])
+        return float((bone.trabecular + bone.structural)[:, beside].sum())
+
+    assert beside_mineral(None) > 0
+    assert beside_mineral(0.49) == pytest.approx(beside_mineral(None), rel=1e-6)

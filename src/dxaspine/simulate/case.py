@@ -45,6 +45,10 @@ class AnatomyRanges:
     disc_height_mm: tuple[float, ...] = (7.0, 8.5, 9.5, 10.5, 11.5)
     tp_length_mm: tuple[float, ...] = (0.0, 12.0, 18.0, 24.0, 19.0, 14.0)
     body_depth_mm: tuple[float, ...] = (28.0, 30.0, 32.0, 33.0, 34.0, 34.0)
+    cortex_mm: tuple[float, float] = (0.25, 0.5)
+    """Thickness of the body's cortical shell, per vertebra: about 0.35 mm
+    (0.09-0.86 mm locally) measured directly on L1 shells, which clinical CT
+    shows at least twice as thick (Silva et al. 1994; docs/physics.md)."""
     texture_hurst_range: tuple[float, float] = (0.20, 0.60)
     lordosis_deg: tuple[float, float] = (5.0, 30.0)
     """Residual lumbar lordosis (L1 to L5 endplate angle) on the table; see
@@ -314,7 +318,7 @@ def _sample_vertebrae(
                 half_height_mm=float(ranges.body_height_mm[i] * size * rng.uniform(0.95, 1.05) / 2),
                 half_width_mm=float(ranges.body_width_mm[i] * size * rng.uniform(0.95, 1.05) / 2),
                 depth_mm=float(ranges.body_depth_mm[i] * size * rng.uniform(0.93, 1.07)),
-                cortex_mm=float(rng.uniform(0.6, 1.2)),
+                cortex_mm=float(rng.uniform(*ranges.cortex_mm)),
                 waist=float(rng.uniform(0.03, 0.09)),
                 tp_length_mm=float(ranges.tp_length_mm[i] * size * rng.uniform(0.8, 1.2)),
                 bmd_target_g_cm2=float(

@@ -121,8 +121,10 @@ def render_vertebra(
         )
         body = body | spur
 
-    posterior, support = _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad)
-    trabecular = trabecular + posterior * posterior_scale(vertebra, place)
+    posterior, transverse, support = _posterior_elements(
+        vertebra, place, u, v, hh, hw, rotation_rad
+    )
+    trabecular = trabecular + posterior * posterior_scale(vertebra, place) + transverse
     return VertebraBone(
         trabecular=trabecular,
         structural=structural,
@@ -134,8 +136,10 @@ def render_vertebra(
 
 
 def posterior_scale(vertebra: Vertebra, place: Placement) -> float:
-    """Factor on the drawn posterior elements that gives them
-    `vertebra.posterior_fraction` of the vertebra's mineral (1 when None).
+    """Factor on the drawn posterior elements, all but the transverse processes,
+    that gives the posterior elements with them `vertebra.posterior_fraction`
+    of the vertebra's mineral (1 when None). The transverse processes, thin
+    flat plates, keep their drawn mineral.
 
     Measured on the vertebra's own frame at 0.5 mm, untilted and unrotated
     (neither changes the mineral), so a vertebra cut by the field's edge gets
@@ -149,9 +153,10 @@ def posterior_scale(vertebra: Vertebra, place: Placement) -> float:
     hh = vertebra.half_height_mm * (1 - vertebra.height_loss)
     hw = vertebra.half_width_mm
     trabecular, structural, _, _ = _body_slab(vertebra, u, v, hh, hw)
-    posterior, _ = _posterior_elements(vertebra, place, u, v, hh, hw, 0.0)
+    posterior, transverse, _ = _posterior_elements(vertebra, place, u, v, hh, hw, 0.0)
     share = vertebra.posterior_fraction
-    return float(share / (1 - share) * (trabecular.sum() + structural.sum()) / posterior.sum())
+    body = trabecular.sum() + structural.sum()
+    return float((share * body - (1 - share) * transverse.sum()) / ((1 - share) * posterior.sum()))
 
 
 def _body_slab(vertebra: Vertebra, u, v, hh, hw):
@@ -226,11 +231,13 @@ def _tube(u, v, cu, cv, ru, rv, peak):
 
 
 def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
-    """Pedicles, laminae, spinous and articular processes, transverse processes."""
+    """Projected mineral of the pedicles, laminae, spinous and articular
+    processes; that of the transverse processes; and the support of all."""
     shift = np.sin(rotation_rad)
     du_pedicle, du_lamina, du_spinous = 20 * shift, 30 * shift, 42 * shift
     below, above = place.disc_below_mm, place.disc_above_mm
     mineral = np.zeros_like(u)
+    transverse = np.zeros_like(u)
     support = np.zeros(u.shape, dtype=bool)
 
     def add(values, where):
@@ -276,7 +283,8 @@ def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
                 1 - (np.clip(along - reach + half_thick, 0, None) / half_thick) ** 2, 0, None
             )
             inside = (along >= 0) & (along <= reach) & (across > 0) & (tip > 0)
-            add(np.where(inside, 0.28 * np.sqrt(across * tip), 0.0), inside)
+            transverse = transverse + np.where(inside, 0.28 * np.sqrt(across * tip), 0.0)
+            support = support | inside
 
     top, bottom = 0.05 * hh, hh + 0.45 * below
     frac = np.clip((v - top) / (bottom - top), 0, 1)
@@ -288,7 +296,7 @@ def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
     centre_v, radius_v = 0.55 * hh + 0.2 * below, 0.6 * hh
     radius_u = 0.12 * hw * np.clip(1.15 - 0.5 * (v - centre_v) / radius_v, 0.3, None)
     add(*_tube(u, v, du_spinous, centre_v, radius_u, radius_v, 0.55))
-    return mineral, support
+    return mineral, transverse, support
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
