@@ -690,18 +690,23 @@ def test_posterior_elements_carry_the_drawn_share_of_the_mineral(straight_case: 
     y = np.arange(place.centre_y_mm - 40, place.centre_y_mm + 40, 0.2)
     x = np.arange(place.centre_x_mm - 70, place.centre_x_mm + 70, 0.2)
 
-    def mineral(share: float | None, rotation_deg: float = 0.0) -> float:
-        vertebra = dataclasses.replace(straight_case.vertebrae[i], posterior_fraction=share)
+    def mineral(share: float | None, rotation_deg: float = 0.0, tp_mm: float = 0.0) -> float:
+        vertebra = dataclasses.replace(
+            straight_case.vertebrae[i], posterior_fraction=share, tp_length_mm=tp_mm
+        )
         bone = render_vertebra(vertebra, place, np.deg2rad(rotation_deg), y[:, None], x[None, :])
         return float((bone.trabecular + bone.structural).sum())
 
+    # Without transverse processes a share of ~0 leaves the body alone.
     body_alone = mineral(1e-9)
+    tp_mm = straight_case.vertebrae[i].tp_length_mm
     for share in (0.3, 0.49, 0.6):
         assert 1 - body_alone / mineral(share) == pytest.approx(share, abs=0.01)
+        assert 1 - body_alone / mineral(share, tp_mm=tp_mm) == pytest.approx(share, abs=0.01)
     # Axial rotation moves the posterior elements sideways, not their mineral.
     assert mineral(0.49, rotation_deg=12.0) == pytest.approx(mineral(0.49), rel=0.01)
     # None keeps the drawn shapes' own, much smaller share.
-    assert 1 - body_alone / mineral(None) < 0.3
+    assert 1 - body_alone / mineral(None, tp_mm=tp_mm) < 0.3
     # The transverse processes (all there is beside the body) keep their drawn mineral.
     hw = straight_case.vertebrae[i].half_width_mm
     beside = np.abs(x - place.centre_x_mm) > hw + 5

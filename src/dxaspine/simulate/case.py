@@ -247,6 +247,8 @@ def sample_case(
         replace(v, sagittal_tilt_deg=float(lordosis * position + rng.normal(0, 2.0)))
         for v, position in zip(vertebrae, ranges.lordosis_position, strict=True)
     )
+    # The posterior-element share (0.4) comes after lordosis and before disc
+    # narrowing, so that narrowing on or off leaves it the same.
     mean, sd = ranges.posterior_fraction
     posterior = float(np.clip(rng.normal(mean, sd), mean - 2.5 * sd, mean + 2.5 * sd))
     vertebrae = tuple(replace(v, posterior_fraction=posterior) for v in vertebrae)

@@ -9,9 +9,9 @@ rho_trab * L_inner + rho_cortex * (L_outer - L_inner). Lordosis tilts the
 body against the beam (`Vertebra.sagittal_tilt_deg`), which smears its
 endplates over a band of height depth * tan(tilt). Posterior elements
 are tubes and plates projected on the body, shifted sideways by axial
-rotation, and scaled to carry `Vertebra.posterior_fraction` of the
-vertebra's mineral; they carry the trabecular texture like the body's
-cancellous bone.
+rotation; all but the transverse processes are scaled so that together
+they carry `Vertebra.posterior_fraction` of the vertebra's mineral, and
+they carry the trabecular texture like the body's cancellous bone.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def posterior_scale(vertebra: Vertebra, place: Placement) -> float:
     posterior, transverse, _ = _posterior_elements(vertebra, place, u, v, hh, hw, 0.0)
     share = vertebra.posterior_fraction
     body = trabecular.sum() + structural.sum()
-    return float((share * body - (1 - share) * transverse.sum()) / ((1 - share) * posterior.sum()))
+    scale = (share * body - (1 - share) * transverse.sum()) / ((1 - share) * posterior.sum())
+    return float(max(scale, 0.0))  # a share below the transverse processes' own is not drawn
 
 
 def _body_slab(vertebra: Vertebra, u, v, hh, hw):
