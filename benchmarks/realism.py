@@ -154,7 +154,9 @@ def measure(noisy, clean) -> dict:
         vertebrae[name] = sizes | {
             "bmd_true_g_cm2": truth[name]["bmd_g_cm2"],
             "endplate_tilt_deg": truth[name].get("endplate_tilt_deg", math.nan),
-            "posterior_share": truth[name].get("posterior_share") or math.nan,
+            "posterior_share": math.nan
+            if truth[name].get("posterior_share") is None
+            else truth[name]["posterior_share"],
             "tbs": tbs_values[name],
         }
     scan = {
