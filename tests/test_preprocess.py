@@ -5,11 +5,13 @@ import pytest
 
 from dxaspine.preprocess import (
     Preprocessing,
+    bone_image,
     input_image,
     network_input,
     normalise,
     probabilities_to_labels,
     soft_labels,
+    soft_tissue_ratio,
 )
 
 
@@ -54,6 +56,39 @@ def test_probabilities_round_trip_to_the_scan_grid():
 def test_missing_input_image_is_a_clear_error(make_scan):
     with pytest.raises(ValueError, match="'image'"):
         input_image(make_scan(), "image")
+
+
+def test_bone_input_cancels_soft_tissue_and_keeps_bone():
+    """Log attenuations from soft tissue of varying thickness (organs, gas) and a
+    bone block: the bone input is flat where there is no bone, whatever the soft
+    tissue does, and steps up over the bone."""
+    rng = np.random.default_rng(1)
+    rows, cols = np.mgrid[0:120, 0:90]
+    soft_cm = 18 + 3 * np.sin(rows / 9.0) + 2 * np.cos(cols / 7.0) + rng.normal(0, 0.5, rows.shape)
+    soft_cm[30:50, 10:30] -= 6  # a gas pocket
+    mineral = np.zeros(rows.shape)
+    mineral[60:100, 35:55] = 1.0
+    mu_soft, mu_bone = (0.25, 0.20), (3.0, 1.6)  # low, high (per cm, per g/cm2)
+    low = mu_soft[0] * soft_cm + mu_bone[0] * mineral
+    high = mu_soft[1] * soft_cm + mu_bone[1] * mineral
+    assert abs(soft_tissue_ratio(low, high) - 1.25) < 0.05
+    bone = bone_image(low, high)
+
+    def clutter(image):  # SD off the bone, relative to the bone's step
+        outside, inside = image[mineral == 0], image[mineral > 0]
+        return outside.std() / (inside.mean() - outside.mean())
+
+    assert clutter(low) > 0.2
+    assert clutter(bone) < 0.02
+
+
+def test_bone_input_needs_both_energies(make_scan):
+    scan = make_scan()
+    inputs = network_input(scan, ("low", "high", "bone"), Preprocessing())
+    assert inputs.shape[0] == 3 and np.isfinite(inputs).all()
+    single = type(scan)(image=np.full(scan.shape, 0.5, np.float32), spacing_mm=scan.spacing_mm)
+    with pytest.raises(ValueError, match="'bone'"):
+        input_image(single, "bone")
 
 
 def test_uncertain_vertebra_pixels_stay_spine():

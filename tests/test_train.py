@@ -144,6 +144,20 @@ def test_background_field_is_smooth_and_leaves_the_labels_alone():
     assert not torch.allclose(plain[0], shifted[0])
 
 
+def test_background_field_spares_the_bone_input():
+    """The random background stands in for soft tissue, which the bone input cancels."""
+    example = _self_labelled_example()
+    three = replace(example, inputs=example.inputs.repeat(3, 1, 1))
+    network = NetworkConfig(base_filters=4, levels=3, inputs=("low", "high", "bone"))
+    plain = replace(TINY, network=network, augment=PLAIN, patch_px=(128, 96))
+    busy = replace(plain, augment=replace(PLAIN, background_sd=0.6))
+    before = augment_batch([three], plain, torch.Generator().manual_seed(4))[0]
+    after = augment_batch([three], busy, torch.Generator().manual_seed(4))[0]
+    torch.testing.assert_close(before[0, 2], after[0, 2])
+    assert not torch.allclose(before[0, 0], after[0, 0])
+    torch.testing.assert_close(after[0, 0], after[0, 1])
+
+
 def test_training_run_writes_its_folder_and_resumes(cohort, tmp_path):
     run = tmp_path / "run"
     best = train(cohort, run, TINY, quiet=True, name="tiny")

@@ -211,7 +211,10 @@ def train(
         str, typer.Option(help="unet (the shipped default) or dualpath (IVD-Net-style).")
     ] = "unet",
     inputs: Annotated[
-        str, typer.Option(help="Comma-separated network inputs: low, high or image.")
+        str,
+        typer.Option(
+            help="Comma-separated network inputs: low, high, bone (low - R_st high) or image."
+        ),
     ] = "low,high",
     base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 16,
     skip_merge: Annotated[

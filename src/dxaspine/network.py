@@ -25,12 +25,13 @@ from dxaspine.labels import VERTEBRAE
 
 N_CLASSES = 1 + len(VERTEBRAE)
 ARCHITECTURES = ("dualpath", "unet")
-INPUTS = ("low", "high", "image")
+INPUTS = ("low", "high", "bone", "image")
 NEGATIVE_SLOPE = 0.01
 """Leaky ReLU instead of the paper's ReLU: with ReLU our first training run
 let whole feature maps die over L3/L4, so the network could no longer tell
 L3 from L4 (measured: L3 Dice 0.01 after 20 epochs)."""
-"""Network inputs: the two energies of a raw scan, or the one exported image."""
+"""Network inputs: the two energies of a raw scan, their soft-tissue-cancelled
+difference (`preprocess.bone_image`), or the one exported image."""
 
 
 @dataclass(frozen=True)

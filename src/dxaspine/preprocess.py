@@ -38,8 +38,27 @@ class Preprocessing:
         )
 
 
+def soft_tissue_ratio(low: np.ndarray, high: np.ndarray) -> float:
+    """The scan's own low/high log-attenuation ratio, fitted over every pixel
+    (least-squares slope through 0). Most of a lumbar field is soft tissue, so
+    this is close to its R_st; no device calibration is needed."""
+    high = high.astype(np.float64)
+    denominator = float(np.sum(high * high))
+    return float(np.sum(low.astype(np.float64) * high) / denominator) if denominator > 0 else 1.0
+
+
+def bone_image(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """low - R_st high: the dual-energy subtraction DXA rests on. Soft tissue,
+    organs and gas largely cancel and bone remains (scaled, not in g/cm2:
+    `scores.bone_areal_density` is the calibrated one)."""
+    return (low - soft_tissue_ratio(low, high) * high).astype(np.float32)
+
+
 def input_image(scan: Scan, name: str) -> np.ndarray:
-    """One network input of a scan by name: "low", "high" or "image"."""
+    """One network input of a scan by name: "low", "high", "bone" (`bone_image`)
+    or "image"."""
+    if name == "bone" and scan.low is not None and scan.high is not None:
+        return bone_image(scan.low, scan.high)
     image = getattr(scan, name, None)
     if image is None:
         kind = "dual-energy" if name == "image" else "single-image"

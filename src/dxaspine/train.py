@@ -40,8 +40,8 @@ class AugmentConfig:
     change), shifts, left-right flips, blur, contrast and noise; never a
     vertical flip (L1 is on top). Some batches are cut to a shorter field of
     view; a smooth random background stands in for organs, gas and soft
-    tissue that procedural anatomy does not draw. `invert` flips polarity,
-    for exported images."""
+    tissue that procedural anatomy does not draw (not on the "bone" input,
+    where soft tissue cancels). `invert` flips polarity, for exported images."""
 
     rotation_deg: float = 8.0
     scale: float = 0.2
@@ -163,6 +163,10 @@ def augment_batch(
     rows, cols = config.patch_px
     spacing = config.preprocessing.spacing_mm
     inputs, targets = [], []
+    # The random background stands in for soft tissue, which the "bone" input cancels.
+    soft_channels = torch.tensor(
+        [0.0 if name == "bone" else 1.0 for name in config.network.inputs]
+    ).view(1, -1, 1, 1)
 
     def uniform(low: float, high: float) -> float:
         return low + (high - low) * float(torch.rand((), generator=generator))
@@ -197,7 +201,7 @@ def augment_batch(
         if uniform(0, 1) < aug.blur_probability and aug.blur_mm > 0:
             image = gaussian_blur(image, uniform(0, aug.blur_mm) / spacing)
         if aug.background_sd > 0:
-            image = image + uniform(0, aug.background_sd) * smooth_field(
+            image = image + uniform(0, aug.background_sd) * soft_channels * smooth_field(
                 image.shape[2:], aug.background_cell_mm / spacing, generator
             )
         if cropped:
