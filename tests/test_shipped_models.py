@@ -9,21 +9,43 @@ import pytest
 
 import dxaspine
 from dxaspine.evaluate import overlap_metrics
-from dxaspine.infer import load_model, shipped_model_path
+from dxaspine.infer import SHIPPED_MODELS, load_model, shipped_model_path
 from dxaspine.simulate.export import render_export
 from dxaspine.simulate.generate import simulate_scan
 
 TEST_SEED = 777  # the training cohorts use seeds 1001 and 1002
 
 
-@pytest.mark.parametrize("kind", ["dual-energy", "single-image"])
+EXPECTED_INPUTS = {
+    "dual-energy": ("low", "high"),
+    "single-image": ("image",),
+    "dual-energy-bone": ("low", "high", "bone"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SHIPPED_MODELS))
 def test_shipped_model_files_are_small_and_describe_themselves(kind):
     path = shipped_model_path(kind)
     assert path.stat().st_size < 10e6
     model = load_model(path)
     assert model.info["kind"] == kind and model.info["recipe"]
-    expected_inputs = ("low", "high") if kind == "dual-energy" else ("image",)
-    assert model.network.inputs == expected_inputs
+    assert model.network.inputs == EXPECTED_INPUTS[kind]
+
+
+def test_shipped_models_load_by_name_and_a_missing_file_is_a_clear_error(tmp_path):
+    assert load_model("dual-energy-bone").network.inputs == ("low", "high", "bone")
+    with pytest.raises(ValueError, match="no such model file"):
+        load_model(tmp_path / "dual-energy-bone.pt")
+
+
+def test_soft_tissue_cancelling_model_segments_fresh_scans():
+    """The opt-in model, by name, on both device profiles."""
+    for index, device in enumerate(["hologic-like", "lunar-like"]):
+        scan = simulate_scan(TEST_SEED, index, device)
+        segmentation = dxaspine.segment(scan, model_path="dual-energy-bone", device="cpu")
+        metrics = overlap_metrics(segmentation.labels, scan.labels, scan.spacing_mm)
+        assert metrics["dice"] > 0.95, metrics
+        assert metrics["dice_vertebrae"] > 0.9, metrics
 
 
 @pytest.mark.parametrize("device", ["hologic-like", "lunar-like"])

@@ -278,7 +278,10 @@ def segment(
     inputs: Annotated[list[Path], typer.Argument(help="Scan files or folders.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     model: Annotated[
-        Path | None, typer.Option(help="Model file (.pt); default: the shipped model.")
+        Path | None,
+        typer.Option(
+            help="Model file (.pt, .onnx) or shipped model name; default: the shipped model."
+        ),
     ] = None,
     calibration: Annotated[
         Path | None, typer.Option(help="Calibration JSON for BMD; default: the device profile's.")
@@ -341,7 +344,8 @@ def evaluate(
         typer.Option(help="Labelled scans to segment first (into OUT/predictions), then evaluate."),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="With --cohort: model file; default: the shipped model.")
+        Path | None,
+        typer.Option(help="With --cohort: model file or shipped name; default: the shipped model."),
     ] = None,
     device: Annotated[str, typer.Option(help="With --cohort: cpu, cuda or auto.")] = "auto",
     calibration: Annotated[
@@ -507,10 +511,16 @@ def study(
 def export_onnx(
     out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
     model: Annotated[
-        Path | None, typer.Option(help="Model file (.pt); default: the shipped model.")
+        Path | None,
+        typer.Option(
+            help="Model file (.pt, .onnx) or shipped model name; default: the shipped model."
+        ),
     ] = None,
     kind: Annotated[
-        str, typer.Option(help="Shipped model to export: dual-energy or single-image.")
+        str,
+        typer.Option(
+            help="Shipped model to export: dual-energy, dual-energy-bone or single-image."
+        ),
     ] = "dual-energy",
 ) -> None:
     """Export a model to ONNX with its preprocessing settings (`segment --model X.onnx` runs it)."""

@@ -30,8 +30,16 @@ if TYPE_CHECKING:
 MODEL_FORMAT = "dxaspine-model/1"
 PREPROCESSING_KEY = "dxaspine.preprocessing"
 INFO_KEY = "dxaspine.info"
-SHIPPED_MODELS = {"dual-energy": "dual_energy.pt", "single-image": "single_image.pt"}
-"""Kind of scan -> shipped model file in dxaspine/models."""
+SHIPPED_MODELS = {
+    "dual-energy": "dual_energy.pt",
+    "single-image": "single_image.pt",
+    "dual-energy-bone": "dual_energy_bone.pt",
+}
+"""Shipped model name -> file in dxaspine/models. The first two are picked per
+scan by kind; "dual-energy-bone" (low, high and their soft-tissue-cancelled
+difference) is chosen by name (`--model dual-energy-bone`): it found the
+spine on the CT-derived scans where the default found nothing, and was a
+little worse on simulated BMD (docs/model.md)."""
 
 
 @dataclass
@@ -70,8 +78,11 @@ class SegmentationModel:
 
 
 def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
-    """Load a model file written by `SegmentationModel.save`, or an ONNX file
-    from `dxaspine export-onnx` (then it runs on onnxruntime, CPU)."""
+    """Load a model file written by `SegmentationModel.save`, an ONNX file from
+    `dxaspine export-onnx` (then it runs on onnxruntime, CPU), or a shipped
+    model by name (`SHIPPED_MODELS`) where no file of that name exists."""
+    if str(path) in SHIPPED_MODELS and not Path(path).exists():
+        path = shipped_model_path(str(path))
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
