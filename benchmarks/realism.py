@@ -5,7 +5,8 @@ physics (generate.acquire_materials); only the anatomy differs.
     .venv/bin/python benchmarks/realism.py --ct CT.nii.gz --labels SEG.nii.gz
         [--ct CT2.nii.gz --labels SEG2.nii.gz ...] [--label-map totalsegmentator]
         [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
-        [--provenance TEXT] [--out benchmarks/results]
+        [--model dual-energy --model MODEL.pt ...] [--provenance TEXT]
+        [--out benchmarks/results]
 
 `--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
 Nothing is downloaded: the CTs are the user's.
@@ -26,13 +27,14 @@ in the low-energy image and in the calibrated bone image); disc visibility
 there); per-pixel noise (noisy minus noise-free render
 of the same scan, in the background band); open TBS (dxaspine.tbs). Vertebrae
 whose body the CT cuts are left out of the anatomy figures. A CT value outside
-the procedural cohort's min..max is flagged. The shipped dual-energy model
-segments every scan: Dice and Hausdorff per vertebra, BMD error against the
-true BMD; and, to tell whether a failure comes from the bone or from the soft
-tissue, the anatomy swap (`anatomy_swap`: CT bone over procedural soft
-tissue and the reverse, union Dice). Each CT is projected in both poses (`--pose`): 'ct' as scanned
-(scan id ct-<name>) and 'dxa' with its lordosis flattened as on the DXA
-table (ct-<name>-dxa; simulate.ct_pose). Prints tables and writes
+the procedural cohort's min..max is flagged. Each model (`--model`, default
+the two shipped dual-energy models) segments every scan: Dice and Hausdorff
+per vertebra, BMD error against the true BMD; and, to tell whether a failure
+comes from the bone or from the soft tissue, the anatomy swap
+(`anatomy_swap`: CT bone over procedural soft tissue and the reverse, union
+Dice). Each CT is projected in both poses (`--pose`): 'ct' as scanned (scan
+id ct-<name>) and 'dxa' with its lordosis flattened as on the DXA table
+(ct-<name>-dxa; simulate.ct_pose). Prints tables and writes
 benchmarks/results/realism.json.
 """
 
@@ -55,7 +57,7 @@ from rich.table import Table
 from scipy import ndimage
 
 from dxaspine import __version__
-from dxaspine.infer import Predictor, shipped_model_path
+from dxaspine.infer import SHIPPED_MODELS, Predictor, shipped_model_path
 from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
 from dxaspine.simulate.ct_pose import POSES
@@ -260,6 +262,23 @@ def anatomy_swap(predictor: Predictor, ct_clean, procedural_clean, seed: int = 0
     }
 
 
+def procedural_summary(rows_per_device: dict[str, list[dict]]) -> dict:
+    """Per device: the model's per-vertebra Dice, Hausdorff and absolute BMD error."""
+    summary = {}
+    for device, rows in rows_per_device.items():
+        per = [v for r in rows for v in r["vertebrae"].values()]
+        no_metal = [v for r in rows if not r["metal"] for v in r["vertebrae"].values()]
+        summary[device] = {
+            "dice": distribution([v["dice"] for v in per]),
+            "hausdorff_mm": distribution([v["hausdorff_mm"] for v in per]),
+            "bmd_error_model_percent_abs": distribution(
+                [abs(v["bmd_error_model_percent"]) for v in no_metal]
+            ),
+            "bmd_error_note": "scans with clips or implants left out (metal breaks BMD)",
+        }
+    return summary
+
+
 def distribution(values: list[float]) -> dict:
     values = np.array([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if values.size == 0:
@@ -346,21 +365,27 @@ def print_tables(results: dict, console: Console) -> None:
                 "yes" if row["ct_outside_procedural_range"] else "",
             )
         console.print(table)
-    table = Table(title="Shipped model on SIMULATED scans (CT-derived anatomy unless noted)")
+    for name, model in results["models"].items():
+        print_model_tables(name, model, console)
+
+
+def print_model_tables(name: str, model: dict, console: Console) -> None:
+    table = Table(title=f"Model {name} on SIMULATED scans (CT-derived anatomy unless noted)")
     for column in ("scan", "device", "vertebra", "Dice", "HD mm", "true BMD", "BMD error %"):
         table.add_column(column, justify="right")
-    for row in results["model"]["ct"]:
-        for name, v in row["vertebrae"].items():
+    for row in model["ct"]:
+        for level, v in row["vertebrae"].items():
             table.add_row(
                 row["scan_id"],
                 row["device"],
-                name + (" (body cut)" if v["body_cut_by_ct"] else ""),
+                level + (" (body cut)" if v["body_cut_by_ct"] else ""),
                 fmt(v["dice"]),
                 fmt(v["hausdorff_mm"], 1),
                 fmt(v["bmd_true_g_cm2"]),
                 fmt(v["bmd_error_model_percent"], 1),
             )
-    for device, s in results["model"]["procedural_summary"].items():
+        table.add_row(row["scan_id"], row["device"], "union", fmt(row["dice_union"]), "", "", "")
+    for device, s in model["procedural_summary"].items():
         table.add_row(
             "procedural cohort",
             device,
@@ -371,11 +396,11 @@ def print_tables(results: dict, console: Console) -> None:
             fmt(s["bmd_error_model_percent_abs"]["mean"], 1) + " (mean abs, no metal)",
         )
     console.print(table)
-    table = Table(title="Anatomy swap on SIMULATED scans: the model's union Dice")
+    table = Table(title=f"Anatomy swap on SIMULATED scans: {name}'s union Dice")
     columns = ("ct_as_is", "ct_bone_procedural_soft", "procedural_bone_ct_soft", "procedural_as_is")
     for column in ("scan", "device", *columns):
         table.add_column(column.replace("_", " "), justify="right")
-    for row in results["model"]["anatomy_swap"]:
+    for row in model["anatomy_swap"]:
         table.add_row(row["scan_id"], row["device"], *(fmt(row.get(c, math.nan)) for c in columns))
     console.print(table)
 
@@ -395,6 +420,12 @@ def main() -> None:
         choices=list(POSES),
         help="CT poses to project (default both: 'ct' as scanned, 'dxa' lordosis flattened)",
     )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="model file or shipped name to run (default: dual-energy and dual-energy-bone)",
+    )
     parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -404,9 +435,11 @@ def main() -> None:
     devices = args.device or list(DEVICES)
     poses = args.pose or list(POSES)
     pairs = pair_inputs(args.ct, args.labels)
-    predictor = Predictor(None, "cpu")
+    models = args.model or ["dual-energy", "dual-energy-bone"]
+    predictors = {name: Predictor(name, "cpu") for name in models}
 
-    ct_sources, ct_measures, ct_model = [], {d: [] for d in devices}, []
+    ct_sources, ct_measures = [], {d: [] for d in devices}
+    ct_model = {name: [] for name in models}
     ct_clean = {d: [] for d in devices}
     for (ct_path, labels_path), pose in itertools.product(pairs, poses):
         projection, source = project_ct(ct_path, labels_path, args.label_map, pose=pose)
@@ -423,7 +456,8 @@ def main() -> None:
             noisy = scan_from_projection(projection, source, device, 0, NOISY)
             clean = scan_from_projection(projection, source, device, 0, CLEAN)
             ct_measures[device].append(measure(noisy, clean))
-            ct_model.append(model_results(predictor, noisy))
+            for name, predictor in predictors.items():
+                ct_model[name].append(model_results(predictor, noisy))
             ct_clean[device].append(clean)
             ct_sources[-1].setdefault("coverage", {})[device] = {
                 k: noisy.meta["anatomy"][k]
@@ -437,35 +471,33 @@ def main() -> None:
             }
 
     proc_measures = {d: [] for d in devices}
-    proc_model = {d: [] for d in devices}
+    proc_model = {name: {d: [] for d in devices} for name in models}
     swap_partner = {}
     for device in devices:
         for i in track(range(args.n), description=f"procedural {device}", console=console):
             noisy = simulate_scan(args.seed, i, device, options=NOISY)
             clean = simulate_scan(args.seed, i, device, options=CLEAN)
             proc_measures[device].append(measure(noisy, clean))
-            proc_model[device].append(model_results(predictor, noisy))
-            if not proc_model[device][-1]["metal"] and device not in swap_partner:
+            for name, predictor in predictors.items():
+                proc_model[name][device].append(model_results(predictor, noisy))
+            metal = proc_model[models[0]][device][-1]["metal"]
+            if not metal and device not in swap_partner:
                 swap_partner[device] = clean
-    swaps = [
-        {"scan_id": clean.scan_id, "device": device}
-        | anatomy_swap(predictor, clean, swap_partner[device])
-        for device in devices
-        if device in swap_partner
-        for clean in ct_clean[device]
-    ]
 
-    procedural_summary = {}
-    for device, rows in proc_model.items():
-        per = [v for r in rows for v in r["vertebrae"].values()]
-        no_metal = [v for r in rows if not r["metal"] for v in r["vertebrae"].values()]
-        procedural_summary[device] = {
-            "dice": distribution([v["dice"] for v in per]),
-            "hausdorff_mm": distribution([v["hausdorff_mm"] for v in per]),
-            "bmd_error_model_percent_abs": distribution(
-                [abs(v["bmd_error_model_percent"]) for v in no_metal]
-            ),
-            "bmd_error_note": "scans with clips or implants left out (metal breaks BMD)",
+    model_summary = {}
+    for name, predictor in predictors.items():
+        swaps = [
+            {"scan_id": clean.scan_id, "device": device}
+            | anatomy_swap(predictor, clean, swap_partner[device])
+            for device in devices
+            if device in swap_partner
+            for clean in ct_clean[device]
+        ]
+        model_summary[name] = {
+            "path": str(shipped_model_path(name)) if name in SHIPPED_MODELS else name,
+            "ct": ct_model[name],
+            "procedural_summary": procedural_summary(proc_model[name]),
+            "anatomy_swap": swaps,
         }
     results = {
         "simulated": True,
@@ -481,12 +513,7 @@ def main() -> None:
         "ct_poses": poses,
         "devices": devices,
         "background_band_mm": BAND_MM,
-        "model": {
-            "path": str(shipped_model_path("dual-energy")),
-            "ct": ct_model,
-            "procedural_summary": procedural_summary,
-            "anatomy_swap": swaps,
-        },
+        "models": model_summary,
         "comparison": {d: compare(proc_measures[d], ct_measures[d]) for d in devices},
         "per_scan": {"ct": ct_measures, "procedural": proc_measures},
     }
