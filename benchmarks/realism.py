@@ -57,7 +57,7 @@ from rich.table import Table
 from scipy import ndimage
 
 from dxaspine import __version__
-from dxaspine.infer import SHIPPED_MODELS, Predictor, shipped_model_path
+from dxaspine.infer import Predictor, model_file
 from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
 from dxaspine.simulate.ct_pose import POSES
@@ -178,6 +178,12 @@ def measure(noisy, clean) -> dict:
     return {"scan_id": clean.scan_id, "device": clean.device, "scan": scan, "vertebrae": vertebrae}
 
 
+def has_metal(scan) -> bool:
+    """Clips or an implant in the scan (they break BMD)."""
+    flags = scan.meta["truth"].get("flags", {})
+    return bool(flags.get("implant") or flags.get("clips"))
+
+
 def model_results(predictor: Predictor, scan) -> dict:
     """The shipped model on one scan: Dice, Hausdorff, BMD error per vertebra."""
     calibration = device_calibration(scan.device)
@@ -210,11 +216,10 @@ def model_results(predictor: Predictor, scan) -> dict:
             / true_bmd,
             "body_cut_by_ct": name in cut,
         }
-    flags = scan.meta["truth"].get("flags", {})
     return {
         "scan_id": scan.scan_id,
         "device": scan.device,
-        "metal": bool(flags.get("implant") or flags.get("clips")),
+        "metal": has_metal(scan),
         "dice_union": dice(predicted > 0, scan.labels > 0),
         "predicted_labels": sorted(int(v) for v in np.unique(predicted) if v),
         "vertebrae": vertebrae,
@@ -480,8 +485,7 @@ def main() -> None:
             proc_measures[device].append(measure(noisy, clean))
             for name, predictor in predictors.items():
                 proc_model[name][device].append(model_results(predictor, noisy))
-            metal = proc_model[models[0]][device][-1]["metal"]
-            if not metal and device not in swap_partner:
+            if not has_metal(noisy) and device not in swap_partner:
                 swap_partner[device] = clean
 
     model_summary = {}
@@ -494,7 +498,7 @@ def main() -> None:
             for clean in ct_clean[device]
         ]
         model_summary[name] = {
-            "path": str(shipped_model_path(name)) if name in SHIPPED_MODELS else name,
+            "path": str(model_file(name)),
             "ct": ct_model[name],
             "procedural_summary": procedural_summary(proc_model[name]),
             "anatomy_swap": swaps,

@@ -80,10 +80,8 @@ class SegmentationModel:
 def load_model(path: Path | str, device: str = "cpu") -> SegmentationModel:
     """Load a model file written by `SegmentationModel.save`, an ONNX file from
     `dxaspine export-onnx` (then it runs on onnxruntime, CPU), or a shipped
-    model by name (`SHIPPED_MODELS`) where no file of that name exists."""
-    if str(path) in SHIPPED_MODELS and not Path(path).exists():
-        path = shipped_model_path(str(path))
-    path = Path(path)
+    model by name (`model_file`)."""
+    path = model_file(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
     if path.suffix.lower() == ".onnx":
@@ -132,6 +130,14 @@ def export_model_onnx(model: SegmentationModel, path: Path | str) -> Path:
         INFO_KEY: json.dumps(model.info, default=str),
     }
     return export_onnx(model.module, model.network, path, metadata)
+
+
+def model_file(path: Path | str) -> Path:
+    """The file behind a model argument: a shipped model's name (`SHIPPED_MODELS`)
+    where no file of that name exists, else the path itself."""
+    if str(path) in SHIPPED_MODELS and not Path(path).exists():
+        return shipped_model_path(str(path))
+    return Path(path)
 
 
 def shipped_model_path(kind: str = "dual-energy") -> Path:
