@@ -5,7 +5,7 @@ physics (generate.acquire_materials); only the anatomy differs.
     .venv/bin/python benchmarks/realism.py --ct CT.nii.gz --labels SEG.nii.gz
         [--ct CT2.nii.gz --labels SEG2.nii.gz ...] [--label-map totalsegmentator]
         [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
-        [--model dual-energy --model MODEL.pt ...] [--provenance TEXT]
+        [--model dual-energy --model MODEL.pt ...] [--control-scans 10] [--provenance TEXT]
         [--out benchmarks/results]
 
 `--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
@@ -32,8 +32,15 @@ the two shipped dual-energy models) segments every scan: Dice and Hausdorff
 per vertebra, BMD error against the true BMD; and, to tell whether a failure
 comes from the bone or from the soft tissue, the anatomy swap
 (`anatomy_swap`: CT bone over procedural soft tissue and the reverse, union
-Dice). Each CT is projected in both poses (`--pose`): 'ct' as scanned (scan
-id ct-<name>) and 'dxa' with its lordosis flattened as on the DXA table
+Dice); and the resolution control (`resolution_control`): procedural scans
+without metal (the first --control-scans per device) averaged over each CT's
+voxel (feet-head x right-left) with their labels as a label volume of that
+voxel gives them, so a CT-derived Dice can be read against what the CT's
+voxels alone allow (`ceiling`: the exact masks' Dice against those labels).
+BMD measured with the reference mask (`bmd_error_reference_mask_percent`)
+tells the measurement's error on the anatomy apart from the model's. Each
+CT is projected in both poses (`--pose`): 'ct' as scanned (scan id
+ct-<name>) and 'dxa' with its lordosis flattened as on the DXA table
 (ct-<name>-dxa; simulate.ct_pose). Prints tables and writes
 benchmarks/results/realism.json.
 """
@@ -61,7 +68,12 @@ from dxaspine.infer import Predictor, model_file
 from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
 from dxaspine.simulate.ct_pose import POSES
-from dxaspine.simulate.ct_scan import project_ct, scan_from_projection
+from dxaspine.simulate.ct_scan import (
+    at_voxel_resolution,
+    labels_at_voxel_resolution,
+    project_ct,
+    scan_from_projection,
+)
 from dxaspine.simulate.devices import DEVICES, get_device
 from dxaspine.simulate.generate import RenderOptions, acquire_materials, simulate_scan
 from dxaspine.tbs import tbs
@@ -77,6 +89,7 @@ ANATOMY_KEYS = (
     "bmd_true_g_cm2",
     "endplate_tilt_deg",
     "posterior_share",
+    "bmd_error_reference_mask_percent",
     "tbs",
 )
 SCAN_KEYS = (
@@ -149,6 +162,11 @@ def measure(noisy, clean) -> dict:
     truth = clean.meta["truth"]["vertebrae"]
     cut = set(clean.meta.get("anatomy", {}).get("truncated_vertebrae", []))
     tbs_values = tbs(bone_noisy, labels, spacing)
+    corrected = bone_areal_density(noisy, calibration, correct_psf=True)
+    reference = {
+        v.name: v.bmd_g_cm2
+        for v in score_bmd(noisy, labels, calibration, bone_g_cm2=corrected).vertebrae
+    }
     vertebrae = {}
     for name, sizes in vertebra_sizes(labels, spacing).items():
         if name in cut:
@@ -159,6 +177,8 @@ def measure(noisy, clean) -> dict:
             "posterior_share": math.nan
             if truth[name].get("posterior_share") is None
             else truth[name]["posterior_share"],
+            "bmd_error_reference_mask_percent": 100
+            * (reference.get(name, math.nan) / truth[name]["bmd_g_cm2"] - 1),
             "tbs": tbs_values[name],
         }
     scan = {
@@ -264,6 +284,44 @@ def anatomy_swap(predictor: Predictor, ct_clean, procedural_clean, seed: int = 0
         "ct_bone_procedural_soft": union_dice(ct_bone, *proc_soft, ct_clean.labels),
         "procedural_bone_ct_soft": union_dice(proc_bone, *ct_soft, proc_labels),
         "procedural_as_is": union_dice(proc_bone, *proc_soft, proc_labels),
+    }
+
+
+def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -> dict:
+    """What a CT's voxels alone cost: procedural scans (noise-free truth maps)
+    averaged over `voxel_mm` (feet-head, right-left) and rendered with noise, and
+    their labels as a label volume of that voxel gives them
+    (`ct_scan.at_voxel_resolution`, `labels_at_voxel_resolution`). `ceiling` is
+    a perfect model's Dice against those labels (the exact masks); `model` the
+    model's Dice against them. Union and mean per-vertebra Dice over the scans."""
+    ceiling, model = {"union": [], "vertebra": []}, {"union": [], "vertebra": []}
+    for index, clean in enumerate(procedural_clean):
+        spacing = clean.spacing_mm
+        maps = [
+            at_voxel_resolution(clean.truth_maps[key], spacing, voxel_mm)
+            for key in ("bone_g_cm2", "lean_g_cm2", "adipose_g_cm2")
+        ]
+        low, high = acquire_materials(
+            *maps, get_device(clean.device), np.random.default_rng([index, 0, 2])
+        )
+        labels = labels_at_voxel_resolution(clean.labels, spacing, voxel_mm)
+        scan = dataclasses.replace(
+            clean,
+            low=low.astype(np.float32),
+            high=high.astype(np.float32),
+            labels=labels,
+            mask=(labels > 0).astype(np.uint8),
+            truth_maps={},
+        )
+        predicted = predictor.segment(scan).labels
+        for out, mine in ((ceiling, clean.labels), (model, predicted)):
+            out["union"].append(dice(mine > 0, labels > 0))
+            out["vertebra"].append(np.mean([dice(mine == k, labels == k) for k in (1, 2, 3, 4)]))
+    return {
+        "voxel_mm": list(voxel_mm),
+        "scans": len(procedural_clean),
+        "ceiling": {k: distribution(v) for k, v in ceiling.items()},
+        "model": {k: distribution(v) for k, v in model.items()},
     }
 
 
@@ -376,7 +434,8 @@ def print_tables(results: dict, console: Console) -> None:
 
 def print_model_tables(name: str, model: dict, console: Console) -> None:
     table = Table(title=f"Model {name} on SIMULATED scans (CT-derived anatomy unless noted)")
-    for column in ("scan", "device", "vertebra", "Dice", "HD mm", "true BMD", "BMD error %"):
+    columns = ("scan", "device", "vertebra", "Dice", "HD mm", "true BMD", "BMD error %")
+    for column in (*columns, "with reference mask %"):
         table.add_column(column, justify="right")
     for row in model["ct"]:
         for level, v in row["vertebrae"].items():
@@ -388,8 +447,9 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
                 fmt(v["hausdorff_mm"], 1),
                 fmt(v["bmd_true_g_cm2"]),
                 fmt(v["bmd_error_model_percent"], 1),
+                fmt(100 * (v["bmd_reference_mask_g_cm2"] / v["bmd_true_g_cm2"] - 1), 1),
             )
-        table.add_row(row["scan_id"], row["device"], "union", fmt(row["dice_union"]), "", "", "")
+        table.add_row(row["scan_id"], row["device"], "union", fmt(row["dice_union"]), *[""] * 4)
     for device, s in model["procedural_summary"].items():
         table.add_row(
             "procedural cohort",
@@ -399,6 +459,7 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
             fmt(s["hausdorff_mm"]["mean"], 1),
             "",
             fmt(s["bmd_error_model_percent_abs"]["mean"], 1) + " (mean abs, no metal)",
+            "",
         )
     console.print(table)
     table = Table(title=f"Anatomy swap on SIMULATED scans: {name}'s union Dice")
@@ -407,6 +468,25 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
         table.add_column(column.replace("_", " "), justify="right")
     for row in model["anatomy_swap"]:
         table.add_row(row["scan_id"], row["device"], *(fmt(row.get(c, math.nan)) for c in columns))
+    console.print(table)
+    table = Table(
+        title=f"Procedural SIMULATED scans at the CTs' voxel size: {name}'s Dice "
+        "against labels at that size (ceiling: the exact masks)"
+    )
+    for column in ("voxel mm", "device", "scans", "ceiling union", "ceiling L1-L4"):
+        table.add_column(column, justify="right")
+    table.add_column("model union", justify="right")
+    table.add_column("model L1-L4 (min)", justify="right")
+    for row in model["resolution_control"]:
+        table.add_row(
+            " x ".join(fmt(v, 2) for v in row["voxel_mm"]),
+            row["device"],
+            str(row["scans"]),
+            fmt(row["ceiling"]["union"]["mean"]),
+            fmt(row["ceiling"]["vertebra"]["mean"]),
+            fmt(row["model"]["union"]["mean"]),
+            f"{fmt(row['model']['vertebra']['mean'])} ({fmt(row['model']['vertebra']['min'])})",
+        )
     console.print(table)
 
 
@@ -430,6 +510,12 @@ def main() -> None:
         action="append",
         default=None,
         help="model file or shipped name to run (default: dual-energy and dual-energy-bone)",
+    )
+    parser.add_argument(
+        "--control-scans",
+        type=int,
+        default=10,
+        help="procedural scans per device (without metal) for the swap and the resolution control",
     )
     parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
     parser.add_argument("--threads", type=int, default=2)
@@ -477,7 +563,7 @@ def main() -> None:
 
     proc_measures = {d: [] for d in devices}
     proc_model = {name: {d: [] for d in devices} for name in models}
-    swap_partner = {}
+    without_metal = {d: [] for d in devices}
     for device in devices:
         for i in track(range(args.n), description=f"procedural {device}", console=console):
             noisy = simulate_scan(args.seed, i, device, options=NOISY)
@@ -485,8 +571,10 @@ def main() -> None:
             proc_measures[device].append(measure(noisy, clean))
             for name, predictor in predictors.items():
                 proc_model[name][device].append(model_results(predictor, noisy))
-            if not has_metal(noisy) and device not in swap_partner:
-                swap_partner[device] = clean
+            if not has_metal(noisy) and len(without_metal[device]) < args.control_scans:
+                without_metal[device].append(clean)
+    swap_partner = {d: scans[0] for d, scans in without_metal.items() if scans}
+    voxels = sorted({tuple(source["ct_voxel_mm"][:2]) for source in ct_sources})
 
     model_summary = {}
     for name, predictor in predictors.items():
@@ -502,6 +590,12 @@ def main() -> None:
             "ct": ct_model[name],
             "procedural_summary": procedural_summary(proc_model[name]),
             "anatomy_swap": swaps,
+            "resolution_control": [
+                {"device": device} | resolution_control(predictor, without_metal[device], voxel)
+                for voxel in voxels
+                for device in devices
+                if without_metal[device]
+            ],
         }
     results = {
         "simulated": True,

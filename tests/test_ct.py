@@ -28,7 +28,11 @@ from dxaspine.simulate.ct import (
     hu_to_materials,
     parse_label_map,
 )
-from dxaspine.simulate.ct_scan import scan_from_ct
+from dxaspine.simulate.ct_scan import (
+    at_voxel_resolution,
+    labels_at_voxel_resolution,
+    scan_from_ct,
+)
 from dxaspine.simulate.generate import RenderOptions
 from dxaspine.simulate.tables import physics_tables
 
@@ -475,3 +479,34 @@ def test_posterior_share_is_the_mineral_behind_the_body(full):
     expected = (l2 & behind[:, :, None]).sum() / l2.sum()
     assert 0.1 < expected < 0.5
     assert truth["L2"]["posterior_share"] == pytest.approx(expected, abs=0.02)
+
+
+def test_voxel_resolution_keeps_the_grid_mass_and_smooths_edges():
+    spacing = (0.9, 0.6)
+    block = np.zeros((200, 150))
+    block[50:150, 40:110] = 1.0
+    np.testing.assert_allclose(at_voxel_resolution(block, spacing, spacing), block, atol=1e-12)
+    coarse = at_voxel_resolution(block, spacing, (3.0, 3.0))
+    assert coarse.sum() == pytest.approx(block.sum(), rel=1e-3)
+    assert 0.3 < np.abs(coarse - block).max() < 0.7  # edges spread over about a voxel
+    np.testing.assert_allclose(coarse[90:110, 60:90], 1.0)  # the inside untouched
+    flat = at_voxel_resolution(np.full((40, 30), 2.0), spacing, (2.5, 0.7))
+    np.testing.assert_allclose(flat, 2.0)
+
+
+def test_labels_at_voxel_resolution_move_edges_by_under_a_voxel():
+    spacing, voxel = (0.9, 0.6), (3.0, 3.0)
+    labels = np.zeros((200, 150), np.uint8)
+    labels[50:100, 40:110] = 1
+    labels[100:150, 40:110] = 2
+    np.testing.assert_array_equal(labels_at_voxel_resolution(labels, spacing, spacing), labels)
+    coarse = labels_at_voxel_resolution(labels, spacing, voxel)
+    assert set(np.unique(coarse)) == {0, 1, 2}
+    for label in (1, 2):
+        rows, cols = np.nonzero(coarse == label)
+        exact_rows, exact_cols = np.nonzero(labels == label)
+        assert abs(rows.min() - exact_rows.min()) * spacing[0] <= voxel[0]
+        assert abs(rows.max() - exact_rows.max()) * spacing[0] <= voxel[0]
+        assert abs(cols.min() - exact_cols.min()) * spacing[1] <= voxel[1]
+        assert abs(cols.max() - exact_cols.max()) * spacing[1] <= voxel[1]
+        assert (coarse == label).sum() == pytest.approx((labels == label).sum(), rel=0.1)

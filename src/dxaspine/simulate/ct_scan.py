@@ -121,6 +121,63 @@ def resample(image: np.ndarray, spacing_mm: tuple[float, float], field: Field) -
     return ndimage.map_coordinates(image, [rr, cc], order=1, mode="nearest")
 
 
+def at_voxel_resolution(
+    image: np.ndarray, spacing_mm: tuple[float, float], voxel_mm: tuple[float, float]
+) -> np.ndarray:
+    """A map on a grid of `spacing_mm` as a CT of `voxel_mm` voxels (rows:
+    feet-head, cols: right-left) would give it: averaged over each voxel and
+    interpolated back bilinearly from the voxel centres (what `project_ct` and
+    `resample` do). Procedural scans at a CT's resolution are the control for
+    what the CT's voxels alone cost a model."""
+    voxels = _voxel_means(image, spacing_mm, voxel_mm)
+    return _from_voxels(voxels, np.shape(image), spacing_mm, voxel_mm)
+
+
+def labels_at_voxel_resolution(
+    labels: np.ndarray, spacing_mm: tuple[float, float], voxel_mm: tuple[float, float]
+) -> np.ndarray:
+    """A label map as a label volume of `voxel_mm` voxels would give it: a voxel
+    carries a label that covers at least half of it, and a pixel the label whose
+    voxels cover at least half of it (protocol §5, as `protocol_labels`)."""
+    out = np.zeros(labels.shape, dtype=labels.dtype)
+    for label in np.unique(labels[labels > 0]):
+        voxels = _voxel_means(labels == label, spacing_mm, voxel_mm) >= 0.5
+        pixels = _from_voxels(voxels.astype(float), labels.shape, spacing_mm, voxel_mm) >= 0.5
+        out[pixels & (out == 0)] = label
+    return out
+
+
+def _voxel_means(
+    image: np.ndarray, spacing_mm: tuple[float, float], voxel_mm: tuple[float, float]
+) -> np.ndarray:
+    """Means of `image` over voxels of `voxel_mm`, tiling the grid from its corner."""
+    size = [max(round(v / s), 1) for v, s in zip(voxel_mm, spacing_mm, strict=True)]
+    box = ndimage.uniform_filter(np.asarray(image, dtype=np.float64), size, mode="nearest")
+    centres = (
+        np.arange(v / 2, n * s, v) / s - 0.5
+        for v, n, s in zip(voxel_mm, box.shape, spacing_mm, strict=True)
+    )
+    return ndimage.map_coordinates(
+        box, np.meshgrid(*centres, indexing="ij"), order=1, mode="nearest"
+    )
+
+
+def _from_voxels(
+    voxels: np.ndarray,
+    shape: tuple[int, ...],
+    spacing_mm: tuple[float, float],
+    voxel_mm: tuple[float, float],
+) -> np.ndarray:
+    """Voxel values interpolated bilinearly at the pixel centres of a grid."""
+    centres = (
+        (np.arange(n) + 0.5) * s / v - 0.5
+        for n, s, v in zip(shape, spacing_mm, voxel_mm, strict=True)
+    )
+    return ndimage.map_coordinates(
+        voxels, np.meshgrid(*centres, indexing="ij"), order=1, mode="nearest"
+    )
+
+
 def protocol_labels(projection: Projection, field: Field) -> np.ndarray:
     """L1..L4 labels (uint8) on the field by docs/protocol.md.
 
