@@ -1,10 +1,10 @@
-"""The shipped model against endplate tilt: procedural scans with the residual
+"""A model (default: the shipped default) against endplate tilt: procedural scans with the residual
 lordosis forced to a fixed angle, from the simulator's range (5-30 deg) up to
 what a supine CT shows (about 25 deg at L1, i.e. lordosis 60). All figures are
 from SIMULATED scans.
 
     .venv/bin/python benchmarks/lordosis.py [--n 10] [--seed 5001]
-        [--lordosis 15,30,45,60] [--out benchmarks/results]
+        [--lordosis 15,30,45,60] [--model dual-energy-bone] [--out benchmarks/results]
 
 The same patients (seed, index) at every angle; only the tilt changes. Per
 angle and device profile: L1 and L2 endplate tilt, disc visibility (the
@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dxaspine import __version__
-from dxaspine.infer import Predictor, shipped_model_path
+from dxaspine.infer import Predictor, model_file, shipped_model_path
 from dxaspine.metrics import dice
 from dxaspine.simulate.case import AnatomyRanges
 from dxaspine.simulate.generate import RenderOptions, simulate_scan
@@ -56,16 +56,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="scans per device and angle")
     parser.add_argument("--seed", type=int, default=5001)
     parser.add_argument("--lordosis", default="15,30,45,60", help="angles in degrees")
+    parser.add_argument(
+        "--model", default=None, help="model file or shipped name (default: the shipped default)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     console = Console(width=150)
-    predictor = Predictor(None, "cpu")
+    model = model_file(args.model) if args.model else shipped_model_path()
+    predictor = Predictor(model, "cpu")
     angles = [float(a) for a in args.lordosis.split(",")]
 
     rows = []
-    table = Table(title="Shipped model vs lordosis, SIMULATED scans (mean, min)")
+    table = Table(title=f"{model.stem} vs lordosis, SIMULATED scans (mean, min)")
     for column in ("lordosis", "device", "L1 tilt", "L2 tilt", "disc dip", "Dice", "Dice L1-L4"):
         table.add_column(column, justify="right")
     for angle in angles:
@@ -97,7 +101,7 @@ def main() -> None:
         "dxaspine": __version__,
         "torch": str(torch.__version__),
         "python": platform.python_version(),
-        "model": str(shipped_model_path("dual-energy")),
+        "model": str(model),
         "cohort": {"seed": args.seed, "scans_per_device": args.n},
         "rows": rows,
     }

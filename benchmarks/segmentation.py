@@ -260,7 +260,7 @@ def main() -> None:
         "--model",
         action="append",
         default=[],
-        help="NAME=PATH of a model to compare (default: the shipped dual-energy)",
+        help="NAME=PATH of a model to compare (default: the shipped default, dual-energy-bone)",
     )
     parser.add_argument("--single-image-model", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -277,7 +277,7 @@ def main() -> None:
     console = Console(width=170)
 
     models = dict(item.split("=", 1) for item in args.model) or {
-        "dxaspine": str(shipped_model_path("dual-energy"))
+        "dxaspine": str(shipped_model_path())
     }
     predictors = {name: Predictor(path, "cpu") for name, path in models.items()}
     scans = [

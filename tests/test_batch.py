@@ -21,7 +21,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
-    config = NetworkConfig("dualpath", base_filters=4, levels=3)  # labels something on seed 0
+    # Two inputs: this untrained network labels something on seed 0.
+    config = NetworkConfig("dualpath", ("low", "high"), base_filters=4, levels=3)
     module = build_model(config).eval()
     model = SegmentationModel(config, Preprocessing(spacing_mm=1.0), module, {"name": "tiny"})
     return model.save(tmp_path_factory.mktemp("model") / "tiny.pt")

@@ -23,7 +23,7 @@ def tiny_model_path(tmp_path_factory):
     module.train()
     with torch.no_grad():
         for _ in range(3):
-            module(torch.randn(2, 2, 48, 40))
+            module(torch.randn(2, len(config.inputs), 48, 40))
     module.eval()
     model = SegmentationModel(config, Preprocessing(spacing_mm=1.5), module, {"name": "tiny"})
     return model.save(tmp_path_factory.mktemp("model") / "tiny.pt")

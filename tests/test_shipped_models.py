@@ -9,7 +9,7 @@ import pytest
 
 import dxaspine
 from dxaspine.evaluate import overlap_metrics
-from dxaspine.infer import SHIPPED_MODELS, load_model, shipped_model_path
+from dxaspine.infer import DEFAULT_MODELS, SHIPPED_MODELS, Predictor, load_model, shipped_model_path
 from dxaspine.simulate.export import render_export
 from dxaspine.simulate.generate import simulate_scan
 
@@ -38,21 +38,32 @@ def test_shipped_models_load_by_name_and_a_missing_file_is_a_clear_error(tmp_pat
         load_model(tmp_path / "dual-energy-bone.pt")
 
 
-def test_soft_tissue_cancelling_model_segments_fresh_scans():
-    """The opt-in model, by name, on both device profiles."""
+def test_defaults_are_the_bone_model_for_dual_energy_and_the_image_model_for_exports():
+    assert DEFAULT_MODELS == {"dual-energy": "dual-energy-bone", "single-image": "single-image"}
+    predictor = Predictor(device="cpu")
+    scan = simulate_scan(TEST_SEED, 0, "hologic-like")
+    assert predictor.model_for(scan).network.inputs == ("low", "high", "bone")
+    export = render_export(scan, np.random.default_rng(0))
+    assert predictor.model_for(export).network.inputs == ("image",)
+    assert shipped_model_path() == shipped_model_path("dual-energy-bone")
+
+
+def test_low_high_model_segments_fresh_scans_by_name():
+    """The former default, kept by name, on both device profiles."""
     for index, device in enumerate(["hologic-like", "lunar-like"]):
         scan = simulate_scan(TEST_SEED, index, device)
-        segmentation = dxaspine.segment(scan, model_path="dual-energy-bone", device="cpu")
+        segmentation = dxaspine.segment(scan, model_path="dual-energy", device="cpu")
         metrics = overlap_metrics(segmentation.labels, scan.labels, scan.spacing_mm)
         assert metrics["dice"] > 0.95, metrics
         assert metrics["dice_vertebrae"] > 0.9, metrics
 
 
 @pytest.mark.parametrize("device", ["hologic-like", "lunar-like"])
-def test_dual_energy_model_segments_fresh_scans(device):
+def test_default_model_segments_fresh_scans(device):
     for index in range(2):
         scan = simulate_scan(TEST_SEED, index, device)
         segmentation = dxaspine.segment(scan, device="cpu")
+        assert "bone" in segmentation.model
         metrics = overlap_metrics(segmentation.labels, scan.labels, scan.spacing_mm)
         assert metrics["dice"] > 0.95, metrics
         assert metrics["dice_vertebrae"] > 0.9, metrics

@@ -215,7 +215,7 @@ def train(
         typer.Option(
             help="Comma-separated network inputs: low, high, bone (low - R_st high) or image."
         ),
-    ] = "low,high",
+    ] = "low,high,bone",
     base_filters: Annotated[int, typer.Option(min=1, help="Filters at the first level.")] = 16,
     skip_merge: Annotated[
         str, typer.Option(help="Dual path decoder skips: concat, or mean (IVD-Net's).")
@@ -444,9 +444,9 @@ def study(
         ),
     ] = None,
     architecture: Annotated[str, typer.Option(help="dualpath or unet.")] = "unet",
-    inputs: Annotated[str, typer.Option(help="Comma-separated network inputs.")] = "low,high",
+    inputs: Annotated[str, typer.Option(help="Comma-separated network inputs.")] = "low,high,bone",
     base_filters: Annotated[int, typer.Option(min=1)] = 16,
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     max_val_scans: Annotated[
         int | None, typer.Option(help="Validate each epoch on at most this many scans.")
@@ -519,9 +519,10 @@ def export_onnx(
     kind: Annotated[
         str,
         typer.Option(
-            help="Shipped model to export: dual-energy, dual-energy-bone or single-image."
+            help="Shipped model to export: dual-energy-bone (the default for dual-energy "
+            "scans), dual-energy or single-image."
         ),
-    ] = "dual-energy",
+    ] = "dual-energy-bone",
 ) -> None:
     """Export a model to ONNX with its preprocessing settings (`segment --model X.onnx` runs it)."""
     from dxaspine.infer import export_model_onnx, load_model, shipped_model_path

@@ -35,11 +35,13 @@ SHIPPED_MODELS = {
     "single-image": "single_image.pt",
     "dual-energy-bone": "dual_energy_bone.pt",
 }
-"""Shipped model name -> file in dxaspine/models. The first two are picked per
-scan by kind; "dual-energy-bone" (low, high and their soft-tissue-cancelled
-difference) is chosen by name (`--model dual-energy-bone`): it found the
-spine on the CT-derived scans where the default found nothing, and was a
-little worse on simulated BMD (docs/model.md)."""
+"""Shipped model name -> file in dxaspine/models; any of them can be named
+(`--model dual-energy`)."""
+DEFAULT_MODELS = {"dual-energy": "dual-energy-bone", "single-image": "single-image"}
+"""Scan kind -> the shipped model used when none is named. Dual-energy scans get
+"dual-energy-bone" (low, high and their soft-tissue-cancelled difference): level
+with "dual-energy" (low, high) on simulated scans and far better on anatomy
+projected from real CTs (docs/model.md, docs/ct.md)."""
 
 
 @dataclass
@@ -140,10 +142,11 @@ def model_file(path: Path | str) -> Path:
     return Path(path)
 
 
-def shipped_model_path(kind: str = "dual-energy") -> Path:
-    if kind not in SHIPPED_MODELS:
-        raise ValueError(f"kind must be one of {tuple(SHIPPED_MODELS)}, got {kind!r}")
-    return Path(str(resources.files("dxaspine") / "models" / SHIPPED_MODELS[kind]))
+def shipped_model_path(name: str = DEFAULT_MODELS["dual-energy"]) -> Path:
+    """The file of a shipped model (`SHIPPED_MODELS`); default: the dual-energy default."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"shipped model must be one of {tuple(SHIPPED_MODELS)}, got {name!r}")
+    return Path(str(resources.files("dxaspine") / "models" / SHIPPED_MODELS[name]))
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -195,8 +198,8 @@ class Segmentation:
 class Predictor:
     """Loads models once and segments many scans (nnU-Net's predictor pattern).
 
-    With no model path, it uses the shipped models and picks the dual-energy
-    or the single-image one to fit each scan.
+    With no model path, it uses the shipped default for each scan's kind
+    (`DEFAULT_MODELS`: dual-energy-bone or single-image).
     """
 
     def __init__(
@@ -216,9 +219,10 @@ class Predictor:
         if self._fixed is not None:
             return self._fixed
         kind = "dual-energy" if getattr(scan, "is_dual_energy", True) else "single-image"
-        if kind not in self._shipped:
-            self._shipped[kind] = load_model(shipped_model_path(kind), self.device)
-        return self._shipped[kind]
+        name = DEFAULT_MODELS[kind]
+        if name not in self._shipped:
+            self._shipped[name] = load_model(shipped_model_path(name), self.device)
+        return self._shipped[name]
 
     def raw_labels(self, scan: Scan, model: SegmentationModel | None = None) -> np.ndarray:
         """The network's label map on the scan grid, before post-processing."""

@@ -39,12 +39,13 @@ class NetworkConfig:
     """Which network, on which inputs, how wide and how deep.
 
     The defaults are the shipped dual-energy model's: a U-Net-16 on both
-    energies stacked, which beat the dual-path network of CPU size on the
-    simulated benchmark (docs/model.md). The dual path stays one switch away
-    (``architecture="dualpath", base_filters=8``)."""
+    energies and their soft-tissue-cancelled difference stacked. The U-Net
+    beat the dual-path network of CPU size on the simulated benchmark
+    (docs/model.md); the dual path is ``architecture="dualpath",
+    inputs=("low", "high"), base_filters=8`` (one path per input)."""
 
     architecture: str = "unet"
-    inputs: tuple[str, ...] = ("low", "high")
+    inputs: tuple[str, ...] = ("low", "high", "bone")
     base_filters: int = 16
     levels: int = 4
     n_classes: int = N_CLASSES

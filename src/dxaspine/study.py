@@ -51,13 +51,14 @@ CONFIG_FILE = "study_config.json"
 
 
 def default_train_config() -> TrainConfig:
-    """The shipped dual-energy model's recipe: U-Net, 16 filters, both energies, 30 epochs."""
+    """The shipped dual-energy model's recipe: U-Net, 16 filters, both energies and
+    their soft-tissue-cancelled difference, 40 epochs."""
     from dxaspine.network import NetworkConfig
     from dxaspine.train import TrainConfig
 
     return TrainConfig(
-        network=NetworkConfig(architecture="unet", inputs=("low", "high"), base_filters=16),
-        epochs=30,
+        network=NetworkConfig(architecture="unet", inputs=("low", "high", "bone"), base_filters=16),
+        epochs=40,
         max_val_scans=100,
     )
 
@@ -296,10 +297,10 @@ def _model(
     out: Path, config: StudyConfig, folders: dict[str, Path], quiet: bool, console
 ) -> tuple[Path | None, dict[str, Any]]:
     """The model file to evaluate (None: the shipped models) and its description."""
-    from dxaspine.infer import load_model, shipped_model_path
+    from dxaspine.infer import DEFAULT_MODELS, load_model, shipped_model_path
 
     if config.pretrained:
-        info = load_model(shipped_model_path("dual-energy")).info
+        info = load_model(shipped_model_path(DEFAULT_MODELS["dual-energy"])).info
         recipe = info.get("data_recipe") or (
             "1182 simulated scans of both profiles (seeds "
             f"{' and '.join(map(str, SHIPPED_TRAINING_SEEDS))})"
