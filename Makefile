@@ -30,11 +30,12 @@ bench: $(STAMP)
 # The shipped models: simulate the training cohort (1182 scans, both device
 # profiles, the published study's size), train, and copy the best weights
 # into the package. About 1.5 hours on a 2-core CPU (each run 20-25 minutes
-# with two threads, one after the other). The opt-in dual-energy-bone model
-# adds the soft-tissue-cancelled input (docs/model.md). Test cohorts in
-# benchmarks/ use other seeds. The dual-energy default is the U-Net-16 on both
-# energies stacked: it beat the dual-path network of CPU size on validation
-# and on the benchmark (see docs/model.md and `make ablation`).
+# with two threads, one after the other). The dual-energy default
+# (dual-energy-bone, since 0.4.1) is the U-Net-16 on both energies and their
+# soft-tissue-cancelled difference stacked; dual-energy is the same network on
+# both energies alone, which beat the dual-path network of CPU size on
+# validation and on the benchmark (docs/model.md and `make ablation`). Test
+# cohorts in benchmarks/ use other seeds.
 COHORT := build/cohort
 $(COHORT)/lunar-like: $(STAMP)
 	$(BIN)/dxaspine simulate --n 591 --seed 1001 --device hologic-like --out $(COHORT)/hologic-like --jobs 2 --quiet

@@ -3,8 +3,9 @@
     .venv/bin/python scripts/make_segmentation_figure.py  -> docs/images/segmentation.png
 
 Left to right: a hologic-like and a lunar-like dual-energy scan segmented by
-the dual-energy model, then a simulated scanner export (8-bit, with burned-in
-ROI lines) segmented by the single-image model. Seeds never used in training.
+the default dual-energy model (dual-energy-bone), then a simulated scanner
+export (8-bit, with burned-in ROI lines) segmented by the single-image model.
+Seeds never used in training.
 """
 
 from __future__ import annotations
