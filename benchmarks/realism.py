@@ -5,8 +5,8 @@ physics (generate.acquire_materials); only the anatomy differs.
     .venv/bin/python benchmarks/realism.py --ct CT.nii.gz --labels SEG.nii.gz
         [--ct CT2.nii.gz --labels SEG2.nii.gz ...] [--label-map totalsegmentator]
         [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
-        [--model dual-energy --model MODEL.pt ...] [--control-scans 10] [--provenance TEXT]
-        [--out benchmarks/results]
+        [--model dual-energy --model MODEL.pt ...] [--control-scans 10] [--marrow-fat 0.0]
+        [--provenance TEXT] [--out benchmarks/results]
 
 `--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
 Nothing is downloaded: the CTs are the user's.
@@ -67,6 +67,7 @@ from dxaspine import __version__
 from dxaspine.infer import Predictor, model_file
 from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
+from dxaspine.simulate.ct import HUCalibration
 from dxaspine.simulate.ct_pose import POSES
 from dxaspine.simulate.ct_scan import (
     at_voxel_resolution,
@@ -512,6 +513,12 @@ def main() -> None:
         help="model file or shipped name to run (default: dual-energy and dual-energy-bone)",
     )
     parser.add_argument(
+        "--marrow-fat",
+        type=float,
+        default=0.0,
+        help="adipose volume fraction of the marrow in the CTs' bone voxels (HUCalibration)",
+    )
+    parser.add_argument(
         "--control-scans",
         type=int,
         default=10,
@@ -526,6 +533,7 @@ def main() -> None:
     devices = args.device or list(DEVICES)
     poses = args.pose or list(POSES)
     pairs = pair_inputs(args.ct, args.labels)
+    calibration = HUCalibration(marrow_fat_fraction=args.marrow_fat)
     models = args.model or ["dual-energy", "dual-energy-bone"]
     predictors = {name: Predictor(name, "cpu") for name in models}
 
@@ -533,7 +541,9 @@ def main() -> None:
     ct_model = {name: [] for name in models}
     ct_clean = {d: [] for d in devices}
     for (ct_path, labels_path), pose in itertools.product(pairs, poses):
-        projection, source = project_ct(ct_path, labels_path, args.label_map, pose=pose)
+        projection, source = project_ct(
+            ct_path, labels_path, args.label_map, calibration, pose=pose
+        )
         ct_sources.append(
             {
                 "ct": str(ct_path),

@@ -129,6 +129,26 @@ def test_hu_to_materials_known_voxels():
     assert mineral[5] == 0 and lean[5] > rho["muscle"]  # dense, but not labelled bone
 
 
+def test_marrow_fat_moves_where_the_mineral_starts_in_bone_only():
+    lean_marrow, fat_marrow = HUCalibration(), HUCalibration(marrow_fat_fraction=0.5)
+    rho = physics_tables().density_g_cm3
+    assert fat_marrow.marrow_hu == pytest.approx((lean_marrow.adipose_hu + lean_marrow.lean_hu) / 2)
+    hu = np.array([fat_marrow.marrow_hu, 200.0, 200.0])
+    bone = np.array([True, True, False])
+    mineral, lean, adipose = hu_to_materials(hu, bone, fat_marrow)
+    assert mineral[0] == 0  # bone-free marrow, half fat by volume
+    assert lean[0] == pytest.approx(rho["muscle"] / 2) and adipose[0] == pytest.approx(
+        rho["adipose"] / 2
+    )
+    more = (lean_marrow.lean_hu - fat_marrow.marrow_hu) * fat_marrow.mineral_mg_cm3_per_hu / 1000
+    before = hu_to_materials(hu, bone, lean_marrow)
+    assert mineral[1] == pytest.approx(before[0][1] + more, rel=1e-5)
+    assert adipose[1] > 0 and adipose[1] == pytest.approx(lean[1] * rho["adipose"] / rho["muscle"])
+    assert (mineral[2], lean[2], adipose[2]) == pytest.approx(tuple(m[2] for m in before))
+    with pytest.raises(ValueError, match="marrow_fat_fraction"):
+        HUCalibration(marrow_fat_fraction=1.0)
+
+
 def test_totalsegmentator_preset_ids():
     # TotalSegmentator v2 'total' task: vertebrae_L1 = 31 ... vertebrae_L5 = 27, T12 = 32.
     ids = LABEL_MAPS["totalsegmentator"].vertebrae
@@ -403,6 +423,13 @@ def test_cli_end_to_end(tmp_path, full):
     posed = runner.invoke(app, [*args, "--pose", "dxa", "--out", str(tmp_path / "a")])
     assert posed.exit_code == 0 and "dxa pose" in posed.output
     assert read_scan(tmp_path / "a" / "ct-phantom-dxa.npz").meta["anatomy"]["pose"] == "dxa"
+    fat = runner.invoke(app, [*args, "--marrow-fat", "0.5", "--out", str(tmp_path / "c")])
+    assert fat.exit_code == 0, fat.output
+    fatty = read_scan(tmp_path / "c" / "ct-phantom.npz").meta
+    assert fatty["anatomy"]["hu_calibration"]["marrow_fat_fraction"] == 0.5
+    lean = scan.meta["truth"]["vertebrae"]
+    for name, truth in fatty["truth"]["vertebrae"].items():
+        assert truth["bmd_g_cm2"] > lean[name]["bmd_g_cm2"]  # mineral starts at a lower HU
 
 
 def test_cli_errors_exit_2(tmp_path, full):

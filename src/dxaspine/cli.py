@@ -91,6 +91,15 @@ def simulate(
             "its lordosis first, as the DXA's leg block does (docs/ct.md)."
         ),
     ] = "ct",
+    marrow_fat: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.95,
+            help="With --from-ct: adipose volume fraction of the marrow in bone voxels "
+            "(0: lean marrow; adults 0.3-0.6, docs/ct.md).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, or with
     --from-ct one scan projected from a labelled CT."""
@@ -102,7 +111,9 @@ def simulate(
     if out.exists() and not out.is_dir():
         raise fail(f"{out}: exists and is not a folder")
     if from_ct is not None or labels is not None:
-        _simulate_from_ct(from_ct, labels, out, device, seed, label_map, truth_maps, preview, pose)
+        _simulate_from_ct(
+            from_ct, labels, out, device, seed, label_map, truth_maps, preview, pose, marrow_fat
+        )
         if export or n != 10 or jobs != 1:
             typer.echo("note: --n, --jobs and --export do not apply to --from-ct", err=True)
         return
@@ -545,8 +556,9 @@ def _simulate_from_ct(
     truth_maps: bool,
     preview: bool,
     pose: str,
+    marrow_fat: float = 0.0,
 ) -> None:
-    from dxaspine.simulate.ct import CTError
+    from dxaspine.simulate.ct import CTError, HUCalibration
     from dxaspine.simulate.ct_scan import coverage_note, simulate_from_ct
 
     if ct is None or labels is None:
@@ -562,6 +574,7 @@ def _simulate_from_ct(
             truth_maps=truth_maps,
             preview=preview,
             pose=pose,
+            calibration=HUCalibration(marrow_fat_fraction=marrow_fat),
         )
     except (CTError, OSError) as exc:
         raise fail(str(exc)) from None

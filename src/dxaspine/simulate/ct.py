@@ -128,6 +128,14 @@ class HUCalibration:
       (1000 + HU) / (1000 + lean_hu).
     A voxel is bone when a label says so (any vertebra of the label map, or one
     of its `bone_labels`) or when its HU exceeds `bone_hu`.
+
+    `marrow_fat_fraction` f > 0 fills the room the mineral leaves in bone
+    voxels with marrow of that adipose volume fraction instead of lean
+    tissue: the mineral then starts at the marrow's HU, f * adipose_hu +
+    (1 - f) * lean_hu, not at lean_hu (the marrow-fat correction of QCT;
+    the slope is kept). Vertebral marrow is 30-60 % fat in adults, rising
+    with age; one CT cannot tell, so the default 0 keeps the lean marrow
+    of earlier versions.
     """
 
     air_hu: float = -500.0
@@ -137,6 +145,19 @@ class HUCalibration:
     bone_hu: float = 200.0
     soft_cap_hu: float = 60.0
     effective_energy_keV: float = 70.0
+    marrow_fat_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.marrow_fat_fraction < 1.0:
+            raise ValueError(
+                f"marrow_fat_fraction must be in [0, 1), got {self.marrow_fat_fraction}"
+            )
+
+    @property
+    def marrow_hu(self) -> float:
+        """HU of bone-free marrow: where a bone voxel's mineral starts."""
+        f = self.marrow_fat_fraction
+        return f * self.adipose_hu + (1 - f) * self.lean_hu
 
     def to_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -182,10 +203,14 @@ def hu_to_materials(
     rho = physics_tables().density_g_cm3
     hu = np.asarray(hu, dtype=np.float32)
     excess = np.maximum(hu - cal.lean_hu, 0.0)
-    mineral = np.where(bone, excess * (cal.mineral_mg_cm3_per_hu * 1e-3), 0.0)
+    marrow_excess = np.maximum(hu - cal.marrow_hu, 0.0)
+    mineral = np.where(bone, marrow_excess * (cal.mineral_mg_cm3_per_hu * 1e-3), 0.0)
     mineral = np.minimum(mineral, rho["hydroxyapatite"]).astype(np.float32)
     room = 1.0 - mineral / rho["hydroxyapatite"]
     lean_fraction = np.clip((hu - cal.adipose_hu) / (cal.lean_hu - cal.adipose_hu), 0.0, 1.0)
+    lean_fraction = np.where(
+        bone, np.minimum(lean_fraction, 1.0 - cal.marrow_fat_fraction), lean_fraction
+    )
     diluted = np.clip((hu + 1000.0) / (cal.adipose_hu + 1000.0), 0.0, 1.0)
     denser = np.where(bone, 1.0, (1000.0 + cal.lean_hu + excess) / (1000.0 + cal.lean_hu))
     present = hu >= cal.air_hu

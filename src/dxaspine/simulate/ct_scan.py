@@ -456,6 +456,7 @@ def simulate_from_ct(
     truth_maps: bool = False,
     preview: bool = False,
     pose: str = "ct",
+    calibration: HUCalibration | None = None,
 ) -> tuple[Path, Scan]:
     """Simulate and write `out/ct-<name>.npz` (`ct-<name>-dxa.npz` in the 'dxa' pose,
     and a preview PNG); return (path, scan)."""
@@ -467,6 +468,7 @@ def simulate_from_ct(
         device,
         seed,
         label_map,
+        calibration,
         options=RenderOptions(truth_maps=truth_maps),
         pose=pose,
     )
