@@ -247,6 +247,20 @@ def model_results(predictor: Predictor, scan) -> dict:
     }
 
 
+def rendered(template, materials, labels: np.ndarray, rng: np.random.Generator):
+    """`template` (a scan) with new (bone, lean, adipose) areal densities rendered
+    through its device's physics with photon noise, and new labels."""
+    low, high = acquire_materials(*materials, get_device(template.device), rng)
+    return dataclasses.replace(
+        template,
+        low=low.astype(np.float32),
+        high=high.astype(np.float32),
+        labels=labels,
+        mask=(labels > 0).astype(np.uint8),
+        truth_maps={},
+    )
+
+
 def anatomy_swap(predictor: Predictor, ct_clean, procedural_clean, seed: int = 0) -> dict:
     """Which half of the anatomy the model fails on. From the noise-free truth maps
     of a CT-derived scan and of a procedural scan (rows aligned at L1's top), four
@@ -263,18 +277,9 @@ def anatomy_swap(predictor: Predictor, ct_clean, procedural_clean, seed: int = 0
     ct = ct_clean.truth_maps
     proc = {k: v[window] for k, v in procedural_clean.truth_maps.items()}
     proc_labels = procedural_clean.labels[window]
-    device = get_device(ct_clean.device)
 
     def union_dice(bone, lean, adipose, labels) -> float:
-        low, high = acquire_materials(bone, lean, adipose, device, np.random.default_rng(seed))
-        scan = dataclasses.replace(
-            ct_clean,
-            low=low.astype(np.float32),
-            high=high.astype(np.float32),
-            labels=labels,
-            mask=(labels > 0).astype(np.uint8),
-            truth_maps={},
-        )
+        scan = rendered(ct_clean, (bone, lean, adipose), labels, np.random.default_rng(seed))
         return dice(predictor.segment(scan).labels > 0, labels > 0)
 
     ct_bone, ct_soft = ct["bone_g_cm2"], (ct["lean_g_cm2"], ct["adipose_g_cm2"])
@@ -302,18 +307,8 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
             at_voxel_resolution(clean.truth_maps[key], spacing, voxel_mm)
             for key in ("bone_g_cm2", "lean_g_cm2", "adipose_g_cm2")
         ]
-        low, high = acquire_materials(
-            *maps, get_device(clean.device), np.random.default_rng([index, 0, 2])
-        )
         labels = labels_at_voxel_resolution(clean.labels, spacing, voxel_mm)
-        scan = dataclasses.replace(
-            clean,
-            low=low.astype(np.float32),
-            high=high.astype(np.float32),
-            labels=labels,
-            mask=(labels > 0).astype(np.uint8),
-            truth_maps={},
-        )
+        scan = rendered(clean, maps, labels, np.random.default_rng([index, 0, 2]))
         predicted = predictor.segment(scan).labels
         for out, mine in ((ceiling, clean.labels), (model, predicted)):
             out["union"].append(dice(mine > 0, labels > 0))
