@@ -432,6 +432,13 @@ def test_cli_end_to_end(tmp_path, full):
         assert truth["bmd_g_cm2"] > lean[name]["bmd_g_cm2"]  # mineral starts at a lower HU
 
 
+def test_ct_options_without_from_ct_are_named_not_silently_dropped(tmp_path):
+    args = ["simulate", "--n", "1", "--quiet", "--marrow-fat", "0.5", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "apply only to --from-ct" in result.output
+
+
 def test_cli_errors_exit_2(tmp_path, full):
     ct, seg, _ = full
     runner = CliRunner()

@@ -117,6 +117,8 @@ def simulate(
         if export or n != 10 or jobs != 1:
             typer.echo("note: --n, --jobs and --export do not apply to --from-ct", err=True)
         return
+    if label_map != "totalsegmentator" or pose != "ct" or marrow_fat != 0.0:
+        typer.echo("note: --label-map, --pose and --marrow-fat apply only to --from-ct", err=True)
     config = CohortConfig(
         n_scans=n,
         seed=seed,
