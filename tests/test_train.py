@@ -125,6 +125,30 @@ def test_blur_keeps_the_mean_and_softens_edges():
     assert torch.equal(gaussian_blur(image, 0.1), image)
 
 
+def test_anisotropic_blur_softens_one_axis_only():
+    image = torch.zeros(1, 1, 40, 40)
+    image[:, :, 10:30, 10:30] = 1.0
+    rows_only = gaussian_blur(image, (2.0, 0.0))
+    assert abs(float(rows_only.sum() - image.sum())) < 1e-3 * float(image.sum())
+    torch.testing.assert_close(rows_only[0, 0, 20], image[0, 0, 20])  # columns untouched
+    assert float(rows_only[0, 0, :, 20].diff().abs().max()) < 0.3
+
+
+def test_elastic_deformation_bends_image_and_labels_alike():
+    plain = replace(TINY, augment=PLAIN, patch_px=(128, 96))
+    bent = replace(plain, augment=replace(PLAIN, elastic_mm=4.0, elastic_probability=1.0))
+    example = _self_labelled_example()
+    straight = augment_batch([example], plain, torch.Generator().manual_seed(2))
+    inputs, targets = augment_batch([example], bent, torch.Generator().manual_seed(2))
+    np.testing.assert_allclose(inputs[0, 0], targets[0, 1], atol=1e-5)
+    np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
+    moved = (targets[0, 1] - straight[1][0, 1]).abs().sum()
+    assert 0 < moved < 0.5 * float(straight[1][0, 1].sum())  # bent, not scrambled
+    off = replace(plain, augment=replace(PLAIN, elastic_mm=4.0, elastic_probability=0.0))
+    never = augment_batch([example], off, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(never[1], straight[1])
+
+
 def test_background_field_is_smooth_and_leaves_the_labels_alone():
     generator = torch.Generator().manual_seed(2)
     field = smooth_field((120, 90), 24.0, generator)

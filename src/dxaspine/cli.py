@@ -244,6 +244,15 @@ def train(
     invert: Annotated[
         bool, typer.Option(help="Augment with inverted polarity (for exported images).")
     ] = False,
+    elastic_mm: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Augment with smooth elastic bending up to this SD (mm); 0: off."
+        ),
+    ] = 0.0,
+    anisotropic_blur: Annotated[
+        bool, typer.Option(help="Augment with row and column blur drawn apart.")
+    ] = False,
     split: Annotated[
         Path | None, typer.Option(help="JSON with train/val/test lists of scan ids.")
     ] = None,
@@ -271,7 +280,9 @@ def train(
                 skip_merge=skip_merge,
             ),
             preprocessing=Preprocessing(spacing_mm=spacing_mm),
-            augment=AugmentConfig(invert=invert),
+            augment=AugmentConfig(
+                invert=invert, elastic_mm=elastic_mm, anisotropic_blur=anisotropic_blur
+            ),
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,

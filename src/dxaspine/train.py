@@ -62,6 +62,14 @@ class AugmentConfig:
     """Largest SD (in normalised image units) of a smooth random field added
     to both energies alike, on a grid of background_cell_mm cells."""
     background_cell_mm: float = 24.0
+    anisotropic_blur: bool = False
+    """Blur rows and columns with SDs drawn apart (each up to blur_mm), as a
+    scanning direction or a CT's slices would, instead of one SD for both."""
+    elastic_mm: float = 0.0
+    """Largest SD (mm) of a smooth random displacement field (cells of
+    elastic_cell_mm) that bends image and labels alike; 0: off."""
+    elastic_cell_mm: float = 32.0
+    elastic_probability: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -196,10 +204,21 @@ def augment_batch(
             dtype=torch.float32,
         )[None]
         grid = F.affine_grid(theta, [1, 1, rows, cols], align_corners=False)
+        if aug.elastic_mm > 0 and uniform(0, 1) < aug.elastic_probability:
+            grid = grid + elastic_offsets(
+                (rows, cols),
+                (h, w),
+                uniform(0, aug.elastic_mm) / spacing,
+                aug.elastic_cell_mm / spacing,
+                generator,
+            )
         image = F.grid_sample(ex.inputs[None], grid, padding_mode="border", align_corners=False)
         target = F.grid_sample(ex.target[None], grid, padding_mode="border", align_corners=False)
         if uniform(0, 1) < aug.blur_probability and aug.blur_mm > 0:
-            image = gaussian_blur(image, uniform(0, aug.blur_mm) / spacing)
+            sigma = uniform(0, aug.blur_mm) / spacing
+            if aug.anisotropic_blur:
+                sigma = (sigma, uniform(0, aug.blur_mm) / spacing)
+            image = gaussian_blur(image, sigma)
         if aug.background_sd > 0:
             image = image + uniform(0, aug.background_sd) * soft_channels * smooth_field(
                 image.shape[2:], aug.background_cell_mm / spacing, generator
@@ -233,19 +252,36 @@ def smooth_field(
     return field / field.std().clamp_min(1e-6)
 
 
-def gaussian_blur(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """Separable Gaussian blur of (batch, channels, rows, cols), edges reflected."""
-    if sigma_px < 0.3:
-        return image
-    radius = max(1, math.ceil(3 * sigma_px))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (offsets / sigma_px) ** 2)
-    kernel = kernel / kernel.sum()
+def elastic_offsets(
+    patch: tuple[int, int],
+    source: tuple[int, int],
+    sd_px: float,
+    cell_px: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """A smooth random displacement (SD `sd_px` source pixels per axis, varying
+    over about `cell_px`) on a `patch` grid, in grid_sample's normalised
+    coordinates of a `source` image: shape (1, rows, cols, 2), x then y."""
+    dx = smooth_field(patch, cell_px, generator)[0, 0] * sd_px * 2 / source[1]
+    dy = smooth_field(patch, cell_px, generator)[0, 0] * sd_px * 2 / source[0]
+    return torch.stack([dx, dy], dim=-1)[None]
+
+
+def gaussian_blur(image: torch.Tensor, sigma_px: float | tuple[float, float]) -> torch.Tensor:
+    """Separable Gaussian blur of (batch, channels, rows, cols), edges reflected;
+    `sigma_px` is one SD or (rows, cols) SDs."""
+    sigma_rows, sigma_cols = sigma_px if isinstance(sigma_px, tuple) else (sigma_px, sigma_px)
     channels = image.shape[1]
-    padded = F.pad(image, (radius, radius, radius, radius), mode="reflect")
-    across = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    down = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    return F.conv2d(F.conv2d(padded, across, groups=channels), down, groups=channels)
+    for sigma, shape in ((sigma_cols, (1, 1, 1, -1)), (sigma_rows, (1, 1, -1, 1))):
+        if sigma < 0.3:
+            continue
+        radius = max(1, math.ceil(3 * sigma))
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+        kernel = (kernel / kernel.sum()).view(*shape).repeat(channels, 1, 1, 1)
+        pad = (radius, radius, 0, 0) if shape[3] == -1 else (0, 0, radius, radius)
+        image = F.conv2d(F.pad(image, pad, mode="reflect"), kernel, groups=channels)
+    return image
 
 
 def validation_dice(model: SegmentationModel, examples: list[Example]) -> dict[str, float]:
