@@ -57,7 +57,7 @@ def default_train_config() -> TrainConfig:
     from dxaspine.train import TrainConfig
 
     return TrainConfig(
-        network=NetworkConfig(architecture="unet", inputs=("low", "high", "bone"), base_filters=16),
+        network=NetworkConfig(),  # its defaults are the shipped dual-energy network
         epochs=40,
         max_val_scans=100,
     )
