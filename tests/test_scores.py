@@ -7,6 +7,7 @@ import pytest
 
 from dxaspine import scores as S
 from dxaspine.scan import Scan
+from dxaspine.simulate.case import AnatomyRanges
 from dxaspine.simulate.devices import DEVICES
 from dxaspine.simulate.generate import RenderOptions, simulate_scan
 from dxaspine.simulate.physics import acquire, shipped_calibration
@@ -224,12 +225,16 @@ def test_device_mismatch_is_refused():
 
 # Seed 7 scans without aortic calcification, clips or implants (ribs are always present).
 CLEAN_SCANS = (0, 1, 3, 9)
+# The same fat fraction over and beside the spine: the fat-distribution error
+# of DXA (AnatomyRanges.paraspinal_fat_deficit) is the patient's, which no
+# soft-tissue baseline can remove; these tests measure the scoring's own error.
+EVEN_FAT = AnatomyRanges(paraspinal_fat_deficit=(0.0, 0.0))
 
 
 def simulated_errors(name: str) -> list[float]:
     errors = []
     for index in CLEAN_SCANS:
-        scan = simulate_scan(7, index, name, options=RenderOptions(truth_maps=True))
+        scan = simulate_scan(7, index, name, EVEN_FAT, options=RenderOptions(truth_maps=True))
         result = S.score_bmd(scan, scan.labels, S.device_calibration(name))
         truth = scan.meta["truth"]["vertebrae"]
         errors += [v.bmd_g_cm2 / truth[v.name]["bmd_g_cm2"] - 1 for v in result.vertebrae]

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from dxaspine.cli import app
 from dxaspine.scan import Scan
-from dxaspine.simulate.case import ArtefactRates, Case, sample_case
+from dxaspine.simulate.case import AnatomyRanges, ArtefactRates, Case, sample_case
 from dxaspine.simulate.devices import DEVICES, DeviceProfile
 from dxaspine.simulate.generate import RenderOptions, render_case, simulate_scan
 from dxaspine.simulate.spine import place_vertebrae, render_vertebra
@@ -205,6 +205,52 @@ def test_truth_independent_of_soft_tissue(
     np.testing.assert_array_equal(a.labels, b.labels)
     assert bmd(a) == bmd(b)
     assert a.meta["truth"]["total_bmd_g_cm2"] == b.meta["truth"]["total_bmd_g_cm2"]
+
+
+def test_paraspinal_fat_deficit_has_its_own_random_stream() -> None:
+    """Drawing the deficit left every other draw of a case as it was."""
+    no_deficit = AnatomyRanges(paraspinal_fat_deficit=(0.0, 0.0))
+    for index in range(5):
+        drawn = sample_case(np.random.default_rng([11, index]), "x")
+        without = sample_case(np.random.default_rng([11, index]), "x", no_deficit)
+        assert without.soft.paraspinal_fat_deficit == 0.0
+        assert drawn.soft.paraspinal_fat_deficit != 0.0
+        assert with_soft(drawn, paraspinal_fat_deficit=0.0) == without
+    mean, sd = AnatomyRanges().paraspinal_fat_deficit
+    deficits = np.array(
+        [
+            sample_case(np.random.default_rng([12, i]), "x").soft.paraspinal_fat_deficit
+            for i in range(300)
+        ]
+    )
+    # 300 draws: the mean's standard error is 0.06 SD; allow four of them.
+    assert abs(deficits.mean() - mean) < 0.25 * sd
+    assert abs(deficits.std() - sd) < 0.25 * sd
+    assert deficits.min() >= mean - 2.5 * sd and deficits.max() <= mean + 2.5 * sd
+
+
+def test_less_fat_over_the_spine_reads_as_bone_mineral(straight_case: Case) -> None:
+    """The fat-distribution error of DXA: lean tissue over the spine, fatter tissue
+    beside it, raise the measured BMD although the true BMD is unchanged."""
+    from dxaspine import scores
+
+    even = render(with_soft(straight_case, paraspinal_fat_deficit=0.0))
+    lean_over_spine = render(with_soft(straight_case, paraspinal_fat_deficit=0.08))
+    np.testing.assert_array_equal(even.labels, lean_over_spine.labels)
+    assert bmd(even) == bmd(lean_over_spine)
+    # Lean attenuates more than fat: over the spine only, the low image rises.
+    spine_col = int(np.mean(np.nonzero(even.labels)[1]))
+    flank_col = 5
+    assert (lean_over_spine.low - even.low)[:, spine_col].min() > 0.005
+    np.testing.assert_allclose(lean_over_spine.low[:, flank_col], even.low[:, flank_col])
+    calibration = scores.device_calibration("hologic-like")
+    measured = [
+        np.array([v.bmd_g_cm2 for v in scores.score_bmd(s, s.labels, calibration).vertebrae])
+        for s in (even, lean_over_spine)
+    ]
+    # +0.038 g/cm2 of BMD per g/cm2 of fat turned lean (AnatomyRanges' docstring).
+    expected = 0.038 * straight_case.soft.centre_g_cm2 * 0.08
+    np.testing.assert_allclose(measured[1] - measured[0], expected, rtol=0.4)
 
 
 # --- artefacts, one at a time at a fixed anatomy ----------------------------------------------

@@ -66,6 +66,20 @@ class AnatomyRanges:
     elements, one draw per patient, clipped to mean +- 2.5 SD: 47 % in
     cadaver vertebrae aged 61-88 and 51.4 (4.2) % by QCT in 574 young
     subjects (docs/physics.md)."""
+    paraspinal_fat_deficit: tuple[float, float] = (0.04, 0.08)
+    """Mean and SD of how much lower the soft tissue's fat fraction is over the
+    spine than beside it (lean erector spinae, psoas, crura and marrow over
+    the spine; retroperitoneal and perirenal fat beside it), one draw per
+    patient, clipped to mean +- 2.5 SD. It is the fat-distribution error of
+    DXA BMD, which no soft-tissue baseline removes: +0.038 g/cm2 of BMD per
+    g/cm2 of fat over the spine turned lean (so +0.03 g/cm2 for 0.04 at 20
+    g/cm2 of soft tissue); the SD gives the 0.06 g/cm2 between-patient SD
+    reported from CT-measured fat distributions (docs/physics.md)."""
+
+
+PARASPINAL_FAT_STREAM = 7
+"""The paraspinal fat deficit is drawn from default_rng([texture_seed, 7]), so
+that adding it left every earlier draw of a case as it was."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,8 @@ class SoftTissue:
     psoas_cm: float
     gas_pockets: tuple[tuple[float, float, float, float, float], ...]
     """(y mm, x mm, radius mm, elongation, gas depth cm) per pocket."""
+    paraspinal_fat_deficit: float = 0.0
+    """Over the spine the fat fraction is this much lower than beside it."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +272,11 @@ def sample_case(
     flags["disc_narrowing"] = rng.random() < _age_rate(rates.disc_narrowing, age)
     if flags["disc_narrowing"]:
         spine = replace(spine, disc_heights_mm=_narrowed_discs(rng, ranges, discs))
+    mean, sd = ranges.paraspinal_fat_deficit
+    deficit = np.random.default_rng([texture_seed, PARASPINAL_FAT_STREAM]).normal(mean, sd)
+    soft = replace(
+        soft, paraspinal_fat_deficit=float(np.clip(deficit, mean - 2.5 * sd, mean + 2.5 * sd))
+    )
     return Case(
         scan_id=scan_id,
         patient_id=f"P{scan_id}",

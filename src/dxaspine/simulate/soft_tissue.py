@@ -1,9 +1,10 @@
 """The abdomen around the spine: lean and adipose areal densities (g/cm2).
 
 Thickness is largest at the midline and falls toward the flanks (an
-elliptical abdomen), fat fraction rises toward the flanks (subcutaneous fat),
-the psoas muscles replace fat beside the spine and widen downwards, slow
-random fields vary both, and bowel gas pockets remove tissue.
+elliptical abdomen), fat fraction rises toward the flanks (subcutaneous fat)
+and drops over the spine (its lean muscles), the psoas muscles replace fat
+beside the spine and widen downwards, slow random fields vary both, and
+bowel gas pockets remove tissue.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from dxaspine.simulate.case import Case
 from dxaspine.simulate.spine import Placement
 from dxaspine.simulate.texture import fbm_field
 
+SPINE_COLUMN_TAPER_MM = 15.0
+"""The fat deficit over the spine fades out over this distance beyond the
+vertebral bodies' lateral edges (cosine taper)."""
+
 
 def _smooth_field(
     shape: tuple[int, int], spacing_mm: tuple[float, float], rng: np.random.Generator
@@ -24,6 +29,13 @@ def _smooth_field(
     coarse = fbm_field(coarse_shape, (spacing_mm[0] * 8, spacing_mm[1] * 8), 0.95, rng)
     factors = (shape[0] / coarse_shape[0], shape[1] / coarse_shape[1])
     return zoom(coarse, factors, order=1, mode="nearest")[: shape[0], : shape[1]]
+
+
+def spine_column(distance_mm: np.ndarray, half_width_mm: np.ndarray) -> np.ndarray:
+    """1 over the vertebral bodies (lateral distance from the spine's axis within
+    their half-width), falling to 0 over `SPINE_COLUMN_TAPER_MM` beyond them."""
+    beyond = np.clip((distance_mm - half_width_mm) / SPINE_COLUMN_TAPER_MM, 0.0, 1.0)
+    return np.cos(0.5 * np.pi * beyond) ** 2
 
 
 def soft_tissue(
@@ -46,12 +58,13 @@ def soft_tissue(
     thickness = thickness * (1 + soft.vertical_gradient * (y - field_mid) / 100)
     thickness = thickness * (1 + 0.02 * _smooth_field(y.shape, spacing_mm, rng))
     fat = soft.fat_fraction + 0.10 * lateral**2 + 0.03 * _smooth_field(y.shape, spacing_mm, rng)
+    half_width = np.interp(y, centres_y, [v.half_width_mm for v in case.vertebrae])
+    fat = fat - soft.paraspinal_fat_deficit * spine_column(np.abs(x - spine_x), half_width)
     fat = np.clip(fat, 0.03, 0.8)
     adipose = thickness * fat
     lean = thickness - adipose
 
     # Psoas: lean muscle beside the spine, from L1 (narrow) to L5 (wide), replacing fat.
-    half_width = np.interp(y, centres_y, [v.half_width_mm for v in case.vertebrae])
     growth = np.clip((y - centres_y[1]) / max(centres_y[5] - centres_y[1], 1.0), 0, 1)
     psoas_half = 4 + 14 * growth
     psoas_centre = half_width * 0.8 + psoas_half
