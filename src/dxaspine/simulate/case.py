@@ -66,15 +66,15 @@ class AnatomyRanges:
     elements, one draw per patient, clipped to mean +- 2.5 SD: 47 % in
     cadaver vertebrae aged 61-88 and 51.4 (4.2) % by QCT in 574 young
     subjects (docs/physics.md)."""
-    paraspinal_fat_deficit: tuple[float, float] = (0.04, 0.08)
-    """Mean and SD of how much lower the soft tissue's fat fraction is over the
-    spine than beside it (lean erector spinae, psoas, crura and marrow over
-    the spine; retroperitoneal and perirenal fat beside it), one draw per
-    patient, clipped to mean +- 2.5 SD. It is the fat-distribution error of
-    DXA BMD, which no soft-tissue baseline removes: +0.038 g/cm2 of BMD per
-    g/cm2 of fat over the spine turned lean (so +0.03 g/cm2 for 0.04 at 20
-    g/cm2 of soft tissue); the SD gives the 0.06 g/cm2 between-patient SD
-    reported from CT-measured fat distributions (docs/physics.md)."""
+    paraspinal_fat_deficit: tuple[float, float] = (0.13, 0.26)
+    """Mean and SD of the relative drop of the soft tissue's fat fraction over
+    the spine against beside it (lean erector spinae, psoas, crura and marrow
+    over the spine; retroperitoneal and perirenal fat beside it, more of it
+    the fatter the patient), one draw per patient, clipped to mean +- 2.5 SD.
+    It is the fat-distribution error of DXA BMD, which no soft-tissue
+    baseline removes (docs/physics.md): at 20 g/cm2 of soft tissue and fat
+    fraction 0.3 the mean adds about +0.03 g/cm2 and the SD gives the 0.06
+    g/cm2 between-patient SD reported from CT-measured fat distributions."""
 
 
 PARASPINAL_FAT_STREAM = 7
@@ -157,7 +157,7 @@ class SoftTissue:
     gas_pockets: tuple[tuple[float, float, float, float, float], ...]
     """(y mm, x mm, radius mm, elongation, gas depth cm) per pocket."""
     paraspinal_fat_deficit: float = 0.0
-    """Over the spine the fat fraction is this much lower than beside it."""
+    """Over the spine the fat fraction is (1 - this) times what it is beside it."""
 
 
 @dataclass(frozen=True)

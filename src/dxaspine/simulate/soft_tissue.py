@@ -59,7 +59,7 @@ def soft_tissue(
     thickness = thickness * (1 + 0.02 * _smooth_field(y.shape, spacing_mm, rng))
     fat = soft.fat_fraction + 0.10 * lateral**2 + 0.03 * _smooth_field(y.shape, spacing_mm, rng)
     half_width = np.interp(y, centres_y, [v.half_width_mm for v in case.vertebrae])
-    fat = fat - soft.paraspinal_fat_deficit * spine_column(np.abs(x - spine_x), half_width)
+    fat = fat * (1 - soft.paraspinal_fat_deficit * spine_column(np.abs(x - spine_x), half_width))
     fat = np.clip(fat, 0.03, 0.8)
     adipose = thickness * fat
     lean = thickness - adipose
