@@ -91,6 +91,7 @@ ANATOMY_KEYS = (
     "endplate_tilt_deg",
     "posterior_share",
     "bmd_error_reference_mask_percent",
+    "label_edge_offset_mm",
     "tbs",
 )
 SCAN_KEYS = (
@@ -150,6 +151,57 @@ def disc_contrast(bone: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def label_edge_offset_mm(
+    mineral: np.ndarray, labels: np.ndarray, col_mm: float, reach_mm: float = 10.0
+) -> dict[str, float]:
+    """How far each vertebra's label reaches sideways beyond its visible bone (mm).
+
+    In each row of the middle half of the vertebra's height, the bone's edges
+    are the outermost columns (searched inwards from `reach_mm` outside the
+    label) where `mineral` reaches half the median of the label's middle half
+    of that row; the offset is the mean of the two label edges' distances
+    outside them. Median over the rows. The bodies' rounded sides put the
+    half-maximum inside the true edge, so exact labels read a few mm too;
+    compare like with like (the resolution control gives procedural labels
+    at a CT's voxel size).
+    """
+    reach = round(reach_mm / col_mm)
+    offsets: dict[str, float] = {}
+    for label, name in enumerate(LUMBAR, start=1):
+        rows = np.flatnonzero((labels == label).any(axis=1))
+        if len(rows) < 4:
+            continue
+        top, bottom = rows.min(), rows.max()
+        quarter = 0.25 * (bottom - top)
+        per_row = []
+        for row in rows[(rows >= top + quarter) & (rows <= bottom - quarter)]:
+            cols = np.flatnonzero(labels[row] == label)
+            left, right = int(cols.min()), int(cols.max())
+            inner = (right - left) // 4
+            half = 0.5 * float(np.median(mineral[row, left + inner : right - inner + 1]))
+            line = mineral[row]
+            if half <= 0:
+                continue
+            bone_right = min(right + reach, len(line) - 1)
+            while bone_right > left and line[bone_right] < half:
+                bone_right -= 1
+            bone_left = max(left - reach, 0)
+            while bone_left < right and line[bone_left] < half:
+                bone_left += 1
+            per_row.append(0.5 * ((right - bone_right) + (bone_left - left)) * col_mm)
+        if per_row:
+            offsets[name] = float(np.median(per_row))
+    return offsets
+
+
+def vertebral_mineral(clean) -> np.ndarray:
+    """The noise-free vertebral mineral map (g/cm2): CT scans keep it apart from
+    other bone; procedural truth maps hold all mineral (ribs lie outside the
+    L1-L4 labels' rows' middle halves)."""
+    maps = clean.truth_maps
+    return maps["vertebral_bone_g_cm2"] if "vertebral_bone_g_cm2" in maps else maps["bone_g_cm2"]
+
+
 def measure(noisy, clean) -> dict:
     """Anatomy, contrast, soft tissue, noise and TBS of one scan (noisy and noise-free renders)."""
     labels, spacing = clean.labels, clean.spacing_mm
@@ -168,6 +220,7 @@ def measure(noisy, clean) -> dict:
         v.name: v.bmd_g_cm2
         for v in score_bmd(noisy, labels, calibration, bone_g_cm2=corrected).vertebrae
     }
+    edges = label_edge_offset_mm(vertebral_mineral(clean), labels, spacing[1])
     vertebrae = {}
     for name, sizes in vertebra_sizes(labels, spacing).items():
         if name in cut:
@@ -180,6 +233,7 @@ def measure(noisy, clean) -> dict:
             else truth[name]["posterior_share"],
             "bmd_error_reference_mask_percent": 100
             * (reference.get(name, math.nan) / truth[name]["bmd_g_cm2"] - 1),
+            "label_edge_offset_mm": edges.get(name, math.nan),
             "tbs": tbs_values[name],
         }
     scan = {
@@ -299,8 +353,11 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
     their labels as a label volume of that voxel gives them
     (`ct_scan.at_voxel_resolution`, `labels_at_voxel_resolution`). `ceiling` is
     a perfect model's Dice against those labels (the exact masks); `model` the
-    model's Dice against them. Union and mean per-vertebra Dice over the scans."""
+    model's Dice against them. Union and mean per-vertebra Dice over the scans;
+    `label_edge_offset_mm`, the labels' mean reach beyond the visible bone
+    (`label_edge_offset_mm`) at that voxel size, to compare with the CTs'."""
     ceiling, model = {"union": [], "vertebra": []}, {"union": [], "vertebra": []}
+    edge_offsets = []
     for index, clean in enumerate(procedural_clean):
         spacing = clean.spacing_mm
         maps = [
@@ -308,6 +365,8 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
             for key in ("bone_g_cm2", "lean_g_cm2", "adipose_g_cm2")
         ]
         labels = labels_at_voxel_resolution(clean.labels, spacing, voxel_mm)
+        edges = label_edge_offset_mm(maps[0], labels, spacing[1])
+        edge_offsets.append(float(np.mean(list(edges.values()))) if edges else math.nan)
         scan = rendered(clean, maps, labels, np.random.default_rng([index, 0, 2]))
         predicted = predictor.segment(scan).labels
         for out, mine in ((ceiling, clean.labels), (model, predicted)):
@@ -318,6 +377,7 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
         "scans": len(procedural_clean),
         "ceiling": {k: distribution(v) for k, v in ceiling.items()},
         "model": {k: distribution(v) for k, v in model.items()},
+        "label_edge_offset_mm": distribution(edge_offsets),
     }
 
 
@@ -473,7 +533,9 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
         table.add_column(column, justify="right")
     table.add_column("model union", justify="right")
     table.add_column("model L1-L4 (min)", justify="right")
+    table.add_column("label edge offset mm (min..max)", justify="right")
     for row in model["resolution_control"]:
+        edge = row["label_edge_offset_mm"]
         table.add_row(
             " x ".join(fmt(v, 2) for v in row["voxel_mm"]),
             row["device"],
@@ -482,6 +544,7 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
             fmt(row["ceiling"]["vertebra"]["mean"]),
             fmt(row["model"]["union"]["mean"]),
             f"{fmt(row['model']['vertebra']['mean'])} ({fmt(row['model']['vertebra']['min'])})",
+            f"{fmt(edge['mean'], 1)} ({fmt(edge['min'], 1)}..{fmt(edge['max'], 1)})",
         )
     console.print(table)
 
