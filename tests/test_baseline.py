@@ -8,7 +8,6 @@ import pytest
 from dxaspine.baseline import baseline_segmentation, device_k, label_vertebrae
 from dxaspine.metrics import dice
 from dxaspine.scan import Scan
-from dxaspine.simulate.case import AnatomyRanges
 from dxaspine.simulate.generate import simulate_scan
 
 DEVICES = ("hologic-like", "lunar-like")
@@ -19,13 +18,6 @@ SEED = 7
 def scans() -> list[Scan]:
     """Ten simulated scans: patients 0-4 of cohort SEED on both device profiles."""
     return [simulate_scan(SEED, i, device) for device in DEVICES for i in range(5)]
-
-
-@pytest.fixture(scope="module")
-def even_fat_scans() -> list[Scan]:
-    """The same patients with the same fat fraction over the spine as beside it."""
-    even = AnatomyRanges(paraspinal_fat_deficit=(0.0, 0.0))
-    return [simulate_scan(SEED, i, device, even) for device in DEVICES for i in range(5)]
 
 
 def _synthetic_scan(shape=(120, 60), spacing_mm=(1.0, 1.0), meta=None) -> Scan:
@@ -101,7 +93,7 @@ def test_label_vertebrae_refuses_a_mask_whose_narrowed_discs_leave_no_gap():
 # ------------------------------------------------------ baseline_segmentation
 
 
-def check_rough_but_real(scans: list[Scan]) -> None:
+def test_baseline_is_a_rough_but_real_segmentation(scans):
     union, per = [], []
     chosen = [s for s in scans if int(s.scan_id.rsplit("-", 1)[1]) < 4]  # 8 scans
     for scan in chosen:
@@ -118,22 +110,6 @@ def check_rough_but_real(scans: list[Scan]) -> None:
     assert union.min() > 0.8, union.round(3)
     assert union.mean() < 0.97, union.round(3)
     assert np.array(per).mean() > 0.75, np.array(per).round(3)
-
-
-def test_baseline_is_a_rough_but_real_segmentation(even_fat_scans):
-    check_rough_but_real(even_fat_scans)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="since the 0.5 simulator draws less fat over the spine than beside it, "
-    "the comparator's point typing (one threshold just above the soft-tissue peak of "
-    "the whole ROI) takes the lean column for bone on low-noise lunar-like scans: "
-    "seed 7 scan 1 (r = 0.33, 0.8 SD above the mean) reads union Dice 0.61 (0.93 "
-    "without it); benchmark Dice 0.903 -> 0.884 (docs/evaluation.md)",
-)
-def test_baseline_is_a_rough_but_real_segmentation_with_the_fat_deficit(scans):
-    check_rough_but_real(scans)
 
 
 def test_baseline_is_deterministic(scans):

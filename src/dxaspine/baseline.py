@@ -57,6 +57,13 @@ TYPING_SMOOTH_MM = 1.0
 """Gaussian smoothing of Q before point typing (scanners type a filtered image)."""
 TYPING_SDS = 3.0
 """Bone threshold = soft-tissue peak + this many robust SDs of the soft mode."""
+BONE_EDGE_FRACTION = 0.25
+"""A bone point also stands at least this fraction of the spine's typical
+excess over the baseline (the ROI's 90th percentile of baseline-corrected
+Q) above it: an edge rule relative to the bone's own contrast, as edge
+detection on a blurred step is. Without it a soft tissue leaner over the
+spine than beside it (0.5 simulator) passes the typing threshold where
+noise is low. Chosen once (a quarter), not fitted to reference masks."""
 MIN_VERTEBRA_FRACTION = 0.5
 """A complete vertebra is at least this fraction of VERTEBRA_HEIGHT_MM tall
 (a partial T12 or L5 in the field is shorter; a compressed body is taller)."""
@@ -231,8 +238,9 @@ def _soft_threshold(values: np.ndarray) -> float:
 
 
 def _type_points(q_roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Point typing with a per-row soft-tissue baseline (two passes): the bone
-    points and Q above the baseline."""
+    """Point typing with a per-row soft-tissue baseline (two passes; the second
+    also needs `BONE_EDGE_FRACTION` of the spine's excess): the bone points
+    and Q above the baseline."""
     bone = q_roi > _soft_threshold(q_roi.ravel())
     baseline = np.empty(q_roi.shape[0])
     for r in range(q_roi.shape[0]):
@@ -244,7 +252,8 @@ def _type_points(q_roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     good = ~np.isnan(baseline)
     baseline = np.interp(idx, idx[good], baseline[good])
     corrected = q_roi - baseline[:, None]
-    return corrected > _soft_threshold(corrected.ravel()), corrected
+    edge = BONE_EDGE_FRACTION * float(np.percentile(corrected, 90))
+    return corrected > max(_soft_threshold(corrected.ravel()), edge), corrected
 
 
 def _clean(bone: np.ndarray, peak_col: int, spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -303,7 +312,8 @@ def baseline_segmentation(scan: Scan, k: float | None = None) -> np.ndarray:
     from the device calibration table (or the image); an ROI of 2.2 x the L4
     width around the column of maximal Q, full height minus 3 mm margins;
     point typing at the soft-tissue peak + 3 robust SDs of smoothed Q; a
-    per-row baseline from non-bone points and re-typing; opening, removal of
+    per-row baseline from non-bone points and re-typing, also at a quarter
+    of the spine's typical excess; opening, removal of
     components under 1 cm2 or off the spine column, hole filling; rows
     trimmed to the body width; horizontal intervertebral lines at the row
     profile's gaps. Vertebra choice: the field holds the lower half of T12
