@@ -202,8 +202,21 @@ def vertebral_mineral(clean) -> np.ndarray:
     return maps["vertebral_bone_g_cm2"] if "vertebral_bone_g_cm2" in maps else maps["bone_g_cm2"]
 
 
-def measure(noisy, clean) -> dict:
-    """Anatomy, contrast, soft tissue, noise and TBS of one scan (noisy and noise-free renders)."""
+def reference_mask_bmd(scan) -> tuple[np.ndarray, dict[str, float]]:
+    """The PSF-corrected bone image of a scan and the BMD per vertebra its
+    reference labels read there, computed once per scan for `measure` and
+    every model's `model_results`."""
+    calibration = device_calibration(scan.device)
+    bone = bone_areal_density(scan, calibration, correct_psf=True)
+    if not scan.labels.any():
+        return bone, {}
+    scores = score_bmd(scan, scan.labels, calibration, bone_g_cm2=bone)
+    return bone, {v.name: v.bmd_g_cm2 for v in scores.vertebrae}
+
+
+def measure(noisy, clean, reference: dict[str, float]) -> dict:
+    """Anatomy, contrast, soft tissue, noise and TBS of one scan (noisy and noise-free
+    renders); `reference` is the noisy scan's reference-mask BMD (`reference_mask_bmd`)."""
     labels, spacing = clean.labels, clean.spacing_mm
     calibration = device_calibration(clean.device)
     band = background_band(labels, spacing)
@@ -215,11 +228,6 @@ def measure(noisy, clean) -> dict:
     truth = clean.meta["truth"]["vertebrae"]
     cut = set(clean.meta.get("anatomy", {}).get("truncated_vertebrae", []))
     tbs_values = tbs(bone_noisy, labels, spacing)
-    corrected = bone_areal_density(noisy, calibration, correct_psf=True)
-    reference = {
-        v.name: v.bmd_g_cm2
-        for v in score_bmd(noisy, labels, calibration, bone_g_cm2=corrected).vertebrae
-    }
     edges = label_edge_offset_mm(vertebral_mineral(clean), labels, spacing[1])
     vertebrae = {}
     for name, sizes in vertebra_sizes(labels, spacing).items():
@@ -259,18 +267,16 @@ def has_metal(scan) -> bool:
     return bool(flags.get("implant") or flags.get("clips"))
 
 
-def model_results(predictor: Predictor, scan) -> dict:
-    """The shipped model on one scan: Dice, Hausdorff, BMD error per vertebra."""
-    calibration = device_calibration(scan.device)
+def model_results(
+    predictor: Predictor, scan, bone: np.ndarray, reference: dict[str, float]
+) -> dict:
+    """The shipped model on one scan: Dice, Hausdorff, BMD error per vertebra.
+    `bone` and `reference` are the scan's `reference_mask_bmd`."""
     predicted = predictor.segment(scan).labels
-    bone = bone_areal_density(scan, calibration, correct_psf=True)
-    measured = {}
-    for labels, key in ((predicted, "model"), (scan.labels, "reference")):
-        if labels.any():
-            scores = score_bmd(scan, labels, calibration, bone_g_cm2=bone)
-            measured[key] = {v.name: v.bmd_g_cm2 for v in scores.vertebrae}
-        else:
-            measured[key] = {}
+    measured = {"reference": reference, "model": {}}
+    if predicted.any():
+        scores = score_bmd(scan, predicted, device_calibration(scan.device), bone_g_cm2=bone)
+        measured["model"] = {v.name: v.bmd_g_cm2 for v in scores.vertebrae}
     truth = scan.meta["truth"]["vertebrae"]
     cut = set(scan.meta.get("anatomy", {}).get("truncated_vertebrae", []))
     vertebrae = {}
@@ -614,9 +620,10 @@ def main() -> None:
         for device in devices:
             noisy = scan_from_projection(projection, source, device, 0, NOISY)
             clean = scan_from_projection(projection, source, device, 0, CLEAN)
-            ct_measures[device].append(measure(noisy, clean))
+            bone, reference = reference_mask_bmd(noisy)
+            ct_measures[device].append(measure(noisy, clean, reference))
             for name, predictor in predictors.items():
-                ct_model[name].append(model_results(predictor, noisy))
+                ct_model[name].append(model_results(predictor, noisy, bone, reference))
             ct_clean[device].append(clean)
             ct_sources[-1].setdefault("coverage", {})[device] = {
                 k: noisy.meta["anatomy"][k]
@@ -636,9 +643,10 @@ def main() -> None:
         for i in track(range(args.n), description=f"procedural {device}", console=console):
             noisy = simulate_scan(args.seed, i, device, options=NOISY)
             clean = simulate_scan(args.seed, i, device, options=CLEAN)
-            proc_measures[device].append(measure(noisy, clean))
+            bone, reference = reference_mask_bmd(noisy)
+            proc_measures[device].append(measure(noisy, clean, reference))
             for name, predictor in predictors.items():
-                proc_model[name][device].append(model_results(predictor, noisy))
+                proc_model[name][device].append(model_results(predictor, noisy, bone, reference))
             if not has_metal(noisy) and len(without_metal[device]) < args.control_scans:
                 without_metal[device].append(clean)
     swap_partner = {d: scans[0] for d, scans in without_metal.items() if scans}
