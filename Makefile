@@ -37,7 +37,7 @@ bench: $(STAMP)
 # validation and on the benchmark (docs/model.md and `make ablation`). Test
 # cohorts in benchmarks/ use other seeds.
 # The shipped files were trained on the 0.4.0 simulator (git tag v0.4.1);
-# from 0.5 this target simulates with the 0.5.0 simulator (docs/model.md).
+# from 0.5 this target simulates with the current simulator (docs/model.md).
 COHORT := build/cohort
 $(COHORT)/lunar-like: $(STAMP)
 	$(BIN)/dxaspine simulate --n 591 --seed 1001 --device hologic-like --out $(COHORT)/hologic-like --jobs 2 --quiet

@@ -762,3 +762,67 @@ def test_posterior_elements_carry_the_drawn_share_of_the_mineral(straight_case: 
     assert mineral(0.49, tp_mm=tp_mm, columns=beside) == pytest.approx(
         mineral(None, tp_mm=tp_mm, columns=beside), rel=1e-6
     )
+
+
+def test_pedicles_have_their_measured_size_and_place(straight_case: Case) -> None:
+    """Seen end-on, each pedicle is an oval about 15 mm tall beside the
+    spinal canal, its outer wall near the body's side (0.6)."""
+    ranges = AnatomyRanges()
+    i = index_of(straight_case, "L3")
+    vertebra = dataclasses.replace(straight_case.vertebrae[i], tp_length_mm=0.0)
+    place = place_vertebrae(straight_case, HOLOGIC.field_of_view_mm[1])[i]
+    y = np.arange(place.centre_y_mm - 40, place.centre_y_mm + 40, 0.1)
+    x = np.arange(place.centre_x_mm - 40, place.centre_x_mm + 40, 0.1)
+
+    def mineral(share: float) -> np.ndarray:
+        v = dataclasses.replace(vertebra, posterior_fraction=share)
+        bone = render_vertebra(v, place, 0.0, y[:, None], x[None, :])
+        return bone.trabecular + bone.structural
+
+    posterior = (mineral(0.49) - mineral(1e-9)) > 1e-6
+    scale = vertebra.half_width_mm / (ranges.body_width_mm[i] / 2)
+    height_scale = vertebra.half_height_mm / (ranges.body_height_mm[i] / 2)
+    centre_u = (ranges.interpedicular_mm[i] + ranges.pedicle_width_mm[i]) / 2 * scale
+    # Through the pedicle's centre only the pedicle projects (the articular
+    # and laminae lie nearer the midline).
+    column = np.argmin(np.abs(x - place.centre_x_mm - centre_u))
+    rows = np.nonzero(posterior[:, column])[0]
+    height_mm = (rows.max() - rows.min()) * 0.1
+    assert height_mm == pytest.approx(ranges.pedicle_height_mm[i] * height_scale, abs=0.3)
+    centre_row = (rows.max() + rows.min()) // 2
+    lateral = x[posterior[centre_row]] - place.centre_x_mm
+    inner_gap = lateral[lateral > 0].min() - lateral[lateral < 0].max()
+    assert inner_gap == pytest.approx(ranges.interpedicular_mm[i] * scale, abs=0.3)
+    each_width = lateral.max() - lateral[lateral > 0].min()
+    assert each_width == pytest.approx(ranges.pedicle_width_mm[i] * scale, abs=0.3)
+    # Inside the body's outline, reaching to within 3 mm of its side.
+    assert vertebra.half_width_mm - 3 < lateral.max() <= vertebra.half_width_mm
+    # Their top lies just below the upper endplate.
+    top = y[rows.min()] - place.centre_y_mm
+    assert top == pytest.approx(-vertebra.half_height_mm + 1.5, abs=0.2)
+
+
+def test_sized_pedicles_scale_with_their_body_and_change_nothing_else() -> None:
+    ranges = AnatomyRanges()
+    for k in range(20):
+        case = sample_case(np.random.default_rng([17, k]), "t")
+        for i, v in enumerate(case.vertebrae):
+            scale = v.half_width_mm / (ranges.body_width_mm[i] / 2)
+            assert v.pedicle_half_width_mm == pytest.approx(ranges.pedicle_width_mm[i] / 2 * scale)
+            centre = (ranges.interpedicular_mm[i] + ranges.pedicle_width_mm[i]) / 2 * scale
+            assert v.pedicle_centre_mm == pytest.approx(centre)
+    # Other pedicle sizes give the same patient in every other respect.
+    wide = dataclasses.replace(ranges, pedicle_width_mm=(12.0,) * 6, interpedicular_mm=(18.0,) * 6)
+    a = sample_case(np.random.default_rng([17, 0]), "t")
+    b = sample_case(np.random.default_rng([17, 0]), "t", wide)
+    assert a.vertebrae[2].pedicle_half_width_mm != b.vertebrae[2].pedicle_half_width_mm
+    unsized = {"pedicle_half_width_mm": None, "pedicle_centre_mm": None}
+    assert [dataclasses.replace(v, **unsized) for v in a.vertebrae] == [
+        dataclasses.replace(v, **unsized) for v in b.vertebrae
+    ]
+    assert (a.spine, a.soft, a.artefacts, a.texture_seed) == (
+        b.spine,
+        b.soft,
+        b.artefacts,
+        b.texture_seed,
+    )

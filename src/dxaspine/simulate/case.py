@@ -66,6 +66,18 @@ class AnatomyRanges:
     elements, one draw per patient, clipped to mean +- 2.5 SD: 47 % in
     cadaver vertebrae aged 61-88 and 51.4 (4.2) % by QCT in 574 young
     subjects (docs/physics.md)."""
+    pedicle_width_mm: tuple[float, ...] = (7.8, 8.7, 8.9, 10.3, 12.9, 14.0)
+    """Transverse width of each pedicle (T12..L5) for a body of the default
+    size: 8.7 mm at L1 to 12.9 mm at L4 measured on 2905 pedicles (Zindrick et
+    al., Spine 1987); L5's 18 mm isthmus merges with the body and is drawn
+    narrower, inside it (docs/physics.md)."""
+    pedicle_height_mm: tuple[float, ...] = (15.9, 15.4, 15.0, 14.9, 14.8, 14.0)
+    """Sagittal height of each pedicle (T12..L5): about 15 mm at every lumbar
+    level, half the body's height (Zindrick et al. 1987)."""
+    interpedicular_mm: tuple[float, ...] = (20.0, 21.0, 21.5, 22.0, 23.0, 24.0)
+    """Distance between the inner walls of the two pedicles (T12..L5), about
+    21 mm at L1 to 23 mm at L4 (radiographs read about 10 % more through
+    magnification; docs/physics.md)."""
     paraspinal_fat_deficit: tuple[float, float] = (0.13, 0.26)
     """Mean and SD of the relative drop of the soft tissue's fat fraction over
     the spine against beside it (lean erector spinae, psoas, crura and marrow
@@ -125,6 +137,13 @@ class Vertebra:
     posterior_fraction: float | None = None
     """Share of the vertebra's mineral in its posterior elements; None keeps
     the drawn shapes' own share (about 0.2)."""
+    pedicle_half_width_mm: float | None = None
+    """Half the pedicle's transverse width; the pedicle fields None keep the
+    pre-0.6 pedicles (0.34 x the body's half width wide, 0.54 x its half
+    height tall, centred at 0.6 x its half width)."""
+    pedicle_half_height_mm: float | None = None
+    pedicle_centre_mm: float | None = None
+    """Lateral distance of each pedicle's centre from the body's midline."""
 
     @property
     def label(self) -> int:
@@ -361,10 +380,31 @@ def _sample_vertebrae(
                 else 0.0,
             )
         )
+    # Pedicles scale with their own body and draw nothing: every other draw
+    # of the case is what it was before they were sized (0.6).
+    vertebrae = [
+        replace(
+            v,
+            pedicle_half_width_mm=ranges.pedicle_width_mm[i] / 2 * _width_scale(v, ranges, i),
+            pedicle_half_height_mm=ranges.pedicle_height_mm[i]
+            / 2
+            * v.half_height_mm
+            / (ranges.body_height_mm[i] / 2),
+            pedicle_centre_mm=(ranges.interpedicular_mm[i] + ranges.pedicle_width_mm[i])
+            / 2
+            * _width_scale(v, ranges, i),
+        )
+        for i, v in enumerate(vertebrae)
+    ]
     if flags["endplate_sclerosis"] and not any(v.sclerosis for v in vertebrae):
         i = int(rng.integers(2, 5))
         vertebrae[i] = replace(vertebrae[i], sclerosis=float(rng.uniform(0.5, 1.2)))
     return tuple(vertebrae)
+
+
+def _width_scale(vertebra: Vertebra, ranges: AnatomyRanges, level: int) -> float:
+    """How much wider this vertebra's body is than the default one of its level."""
+    return vertebra.half_width_mm / (ranges.body_width_mm[level] / 2)
 
 
 def _sample_soft_tissue(

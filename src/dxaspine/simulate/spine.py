@@ -231,6 +231,23 @@ def _tube(u, v, cu, cv, ru, rv, peak):
     return peak * np.sqrt(np.clip(1 - r2, 0, None)), r2 < 1
 
 
+def _pedicle_oval(vertebra: Vertebra, hh: float, hw: float) -> tuple[float, float, float, float]:
+    """Where a pedicle projects, seen end-on: lateral centre, centre along the
+    axis (its top 1.5 mm below the upper endplate) and the two radii, mm.
+
+    The pedicle stays inside the body's outline at its height (the waist
+    narrows it there); without sized pedicles the pre-0.6 shape is kept.
+    """
+    if vertebra.pedicle_half_width_mm is None or vertebra.pedicle_half_height_mm is None:
+        return 0.6 * hw, -0.3 * hh, 0.17 * hw, 0.27 * hh
+    ru = vertebra.pedicle_half_width_mm
+    rv = min(vertebra.pedicle_half_height_mm, 0.6 * hh)
+    centre_v = -hh + 1.5 + rv
+    half_width_there = hw * (1 - vertebra.waist * (1 - (centre_v / hh) ** 2))
+    centre_u = min(vertebra.pedicle_centre_mm or 0.6 * hw, half_width_there - ru)
+    return centre_u, centre_v, ru, rv
+
+
 def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
     """Projected mineral of the pedicles, laminae, spinous and articular
     processes; that of the transverse processes; and the support of all."""
@@ -246,9 +263,10 @@ def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
         mineral = mineral + values
         support = support | where
 
+    pedicle_u, pedicle_v, pedicle_ru, pedicle_rv = _pedicle_oval(vertebra, hh, hw)
     for side in (-1, 1):
-        r2 = ((u - side * 0.6 * hw - du_pedicle) / (0.17 * hw)) ** 2 + (
-            (v + 0.3 * hh) / (0.27 * hh)
+        r2 = ((u - side * pedicle_u - du_pedicle) / pedicle_ru) ** 2 + (
+            (v - pedicle_v) / pedicle_rv
         ) ** 2
         ring = 0.5 * (0.35 + 0.9 * np.exp(-(((np.sqrt(r2) - 0.82) / 0.13) ** 2)))
         add(np.where(r2 < 1, ring, 0.0), r2 < 1)
