@@ -168,14 +168,13 @@ def _from_voxels(
     spacing_mm: tuple[float, float],
     voxel_mm: tuple[float, float],
 ) -> np.ndarray:
-    """Voxel values interpolated bilinearly at the pixel centres of a grid."""
-    centres = (
-        (np.arange(n) + 0.5) * s / v - 0.5
+    """Voxel values at the pixel centres of a grid of `shape` and `spacing_mm`
+    that starts at the voxels' corner: `resample`, the CT path's own step."""
+    rows_mm, cols_mm = (
+        (np.arange(n) + 0.5) * s - v / 2
         for n, s, v in zip(shape, spacing_mm, voxel_mm, strict=True)
     )
-    return ndimage.map_coordinates(
-        voxels, np.meshgrid(*centres, indexing="ij"), order=1, mode="nearest"
-    )
+    return resample(voxels, voxel_mm, Field(rows_mm, cols_mm, spacing_mm, (0, 0)))
 
 
 def protocol_labels(projection: Projection, field: Field) -> np.ndarray:
