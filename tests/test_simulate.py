@@ -766,40 +766,53 @@ def test_posterior_elements_carry_the_drawn_share_of_the_mineral(straight_case: 
 
 def test_pedicles_have_their_measured_size_and_place(straight_case: Case) -> None:
     """Seen end-on, each pedicle is an oval about 15 mm tall beside the
-    spinal canal, its outer wall near the body's side (0.6)."""
+    spinal canal, its outer wall near the body's side; its medial convergence
+    smears it sideways (0.6)."""
     ranges = AnatomyRanges()
     i = index_of(straight_case, "L3")
-    vertebra = dataclasses.replace(straight_case.vertebrae[i], tp_length_mm=0.0)
     place = place_vertebrae(straight_case, HOLOGIC.field_of_view_mm[1])[i]
     y = np.arange(place.centre_y_mm - 40, place.centre_y_mm + 40, 0.1)
     x = np.arange(place.centre_x_mm - 40, place.centre_x_mm + 40, 0.1)
-
-    def mineral(share: float) -> np.ndarray:
-        v = dataclasses.replace(vertebra, posterior_fraction=share)
-        bone = render_vertebra(v, place, 0.0, y[:, None], x[None, :])
-        return bone.trabecular + bone.structural
-
-    posterior = (mineral(0.49) - mineral(1e-9)) > 1e-6
-    scale = vertebra.half_width_mm / (ranges.body_width_mm[i] / 2)
-    height_scale = vertebra.half_height_mm / (ranges.body_height_mm[i] / 2)
+    drawn = dataclasses.replace(straight_case.vertebrae[i], tp_length_mm=0.0)
+    scale = drawn.half_width_mm / (ranges.body_width_mm[i] / 2)
+    height_scale = drawn.half_height_mm / (ranges.body_height_mm[i] / 2)
     centre_u = (ranges.interpedicular_mm[i] + ranges.pedicle_width_mm[i]) / 2 * scale
-    # Through the pedicle's centre only the pedicle projects (the articular
-    # and laminae lie nearer the midline).
-    column = np.argmin(np.abs(x - place.centre_x_mm - centre_u))
-    rows = np.nonzero(posterior[:, column])[0]
+
+    def pedicles(vertebra) -> tuple[np.ndarray, np.ndarray]:
+        """Lateral positions (mm from the midline) of the posterior mineral on
+        the pedicles' middle row, and the rows it covers in their column."""
+
+        def mineral(share: float) -> np.ndarray:
+            v = dataclasses.replace(vertebra, posterior_fraction=share)
+            bone = render_vertebra(v, place, 0.0, y[:, None], x[None, :])
+            return bone.trabecular + bone.structural
+
+        posterior = (mineral(0.49) - mineral(1e-9)) > 1e-6
+        # Through the pedicle's centre only the pedicle projects (the
+        # articular processes and laminae lie nearer the midline).
+        column = np.argmin(np.abs(x - place.centre_x_mm - centre_u))
+        rows = np.nonzero(posterior[:, column])[0]
+        middle = (rows.max() + rows.min()) // 2
+        return x[posterior[middle]] - place.centre_x_mm, rows
+
+    lateral, rows = pedicles(dataclasses.replace(drawn, pedicle_smear_mm=0.0))
     height_mm = (rows.max() - rows.min()) * 0.1
     assert height_mm == pytest.approx(ranges.pedicle_height_mm[i] * height_scale, abs=0.3)
-    centre_row = (rows.max() + rows.min()) // 2
-    lateral = x[posterior[centre_row]] - place.centre_x_mm
     inner_gap = lateral[lateral > 0].min() - lateral[lateral < 0].max()
     assert inner_gap == pytest.approx(ranges.interpedicular_mm[i] * scale, abs=0.3)
     each_width = lateral.max() - lateral[lateral > 0].min()
     assert each_width == pytest.approx(ranges.pedicle_width_mm[i] * scale, abs=0.3)
-    # Inside the body's outline, reaching to within 3 mm of its side.
-    assert vertebra.half_width_mm - 3 < lateral.max() <= vertebra.half_width_mm
     # Their top lies just below the upper endplate.
     top = y[rows.min()] - place.centre_y_mm
-    assert top == pytest.approx(-vertebra.half_height_mm + 1.5, abs=0.2)
+    assert top == pytest.approx(-drawn.half_height_mm + 1.5, abs=0.2)
+
+    # Converging, each pedicle covers its width plus the smear, inside the body.
+    smear = ranges.pedicle_length_mm * scale * np.tan(np.deg2rad(ranges.pedicle_convergence_deg[i]))
+    assert drawn.pedicle_smear_mm == pytest.approx(smear)
+    lateral, _ = pedicles(drawn)
+    each_width = lateral.max() - lateral[lateral > 0].min()
+    assert each_width == pytest.approx(ranges.pedicle_width_mm[i] * scale + smear, abs=0.3)
+    assert drawn.half_width_mm - 3 < lateral.max() <= drawn.half_width_mm
 
 
 def test_sized_pedicles_scale_with_their_body_and_change_nothing_else() -> None:

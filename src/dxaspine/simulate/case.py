@@ -78,6 +78,13 @@ class AnatomyRanges:
     """Distance between the inner walls of the two pedicles (T12..L5), about
     21 mm at L1 to 23 mm at L4 (radiographs read about 10 % more through
     magnification; docs/physics.md)."""
+    pedicle_convergence_deg: tuple[float, ...] = (5.0, 10.9, 12.0, 14.4, 17.7, 29.8)
+    """Medial convergence of each pedicle's axis against the posterior-anterior
+    beam (T12..L5; Zindrick et al. 1987, T12 taken as 5): seen end-on, the
+    pedicle's ring smears sideways by its length x tan(angle)."""
+    pedicle_length_mm: float = 15.0
+    """Length of the pedicle between the body and the lamina, for a body of
+    the default size; with the convergence it sets the sideways smear."""
     paraspinal_fat_deficit: tuple[float, float] = (0.13, 0.26)
     """Mean and SD of the relative drop of the soft tissue's fat fraction over
     the spine against beside it (lean erector spinae, psoas, crura and marrow
@@ -144,6 +151,9 @@ class Vertebra:
     pedicle_half_height_mm: float | None = None
     pedicle_centre_mm: float | None = None
     """Lateral distance of each pedicle's centre from the body's midline."""
+    pedicle_smear_mm: float = 0.0
+    """Sideways shift of the pedicle's ring between its two ends, seen end-on
+    (length x tan(convergence))."""
 
     @property
     def label(self) -> int:
@@ -393,6 +403,9 @@ def _sample_vertebrae(
             pedicle_centre_mm=(ranges.interpedicular_mm[i] + ranges.pedicle_width_mm[i])
             / 2
             * _width_scale(v, ranges, i),
+            pedicle_smear_mm=ranges.pedicle_length_mm
+            * _width_scale(v, ranges, i)
+            * float(np.tan(np.deg2rad(ranges.pedicle_convergence_deg[i]))),
         )
         for i, v in enumerate(vertebrae)
     ]

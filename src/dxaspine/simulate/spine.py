@@ -235,8 +235,9 @@ def _pedicle_oval(vertebra: Vertebra, hh: float, hw: float) -> tuple[float, floa
     """Where a pedicle projects, seen end-on: lateral centre, centre along the
     axis (its top 1.5 mm below the upper endplate) and the two radii, mm.
 
-    The pedicle stays inside the body's outline at its height (the waist
-    narrows it there); without sized pedicles the pre-0.6 shape is kept.
+    The pedicle, smeared sideways by its convergence, stays inside the body's
+    outline at its height (the waist narrows it there); without sized
+    pedicles the pre-0.6 shape is kept.
     """
     if vertebra.pedicle_half_width_mm is None or vertebra.pedicle_half_height_mm is None:
         return 0.6 * hw, -0.3 * hh, 0.17 * hw, 0.27 * hh
@@ -244,8 +245,26 @@ def _pedicle_oval(vertebra: Vertebra, hh: float, hw: float) -> tuple[float, floa
     rv = min(vertebra.pedicle_half_height_mm, 0.6 * hh)
     centre_v = -hh + 1.5 + rv
     half_width_there = hw * (1 - vertebra.waist * (1 - (centre_v / hh) ** 2))
-    centre_u = min(vertebra.pedicle_centre_mm or 0.6 * hw, half_width_there - ru)
+    reach = ru + vertebra.pedicle_smear_mm / 2
+    centre_u = min(vertebra.pedicle_centre_mm or 0.6 * hw, half_width_there - reach)
     return centre_u, centre_v, ru, rv
+
+
+def _pedicle_ring(u, v, centre_u, centre_v, ru, rv, smear_mm):
+    """Projected mineral of one pedicle seen end-on, and its support: a
+    cortical ring whose axis converges medially, so the beam sees its
+    cross-section shift sideways by `smear_mm` from one end to the other
+    (the mean of the shifted rings; its top and bottom walls stay sharp)."""
+    steps = int(np.ceil(smear_mm / 0.25)) + 1
+    shifts = np.linspace(-0.5, 0.5, steps) if steps > 1 else np.zeros(1)
+    mineral = np.zeros_like(u)
+    support = np.zeros(u.shape, dtype=bool)
+    for shift in shifts * smear_mm:
+        r2 = ((u - centre_u - shift) / ru) ** 2 + ((v - centre_v) / rv) ** 2
+        ring = 0.5 * (0.35 + 0.9 * np.exp(-(((np.sqrt(r2) - 0.82) / 0.13) ** 2)))
+        mineral += np.where(r2 < 1, ring, 0.0) / len(shifts)
+        support |= r2 < 1
+    return mineral, support
 
 
 def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
@@ -265,11 +284,17 @@ def _posterior_elements(vertebra, place, u, v, hh, hw, rotation_rad):
 
     pedicle_u, pedicle_v, pedicle_ru, pedicle_rv = _pedicle_oval(vertebra, hh, hw)
     for side in (-1, 1):
-        r2 = ((u - side * pedicle_u - du_pedicle) / pedicle_ru) ** 2 + (
-            (v - pedicle_v) / pedicle_rv
-        ) ** 2
-        ring = 0.5 * (0.35 + 0.9 * np.exp(-(((np.sqrt(r2) - 0.82) / 0.13) ** 2)))
-        add(np.where(r2 < 1, ring, 0.0), r2 < 1)
+        add(
+            *_pedicle_ring(
+                u,
+                v,
+                side * pedicle_u + du_pedicle,
+                pedicle_v,
+                pedicle_ru,
+                pedicle_rv,
+                vertebra.pedicle_smear_mm,
+            )
+        )
         add(
             *_tube(
                 u,
