@@ -257,13 +257,19 @@ def _pedicle_ring(u, v, centre_u, centre_v, ru, rv, smear_mm):
     (the mean of the shifted rings; its top and bottom walls stay sharp)."""
     steps = int(np.ceil(smear_mm / 0.25)) + 1
     shifts = np.linspace(-0.5, 0.5, steps) if steps > 1 else np.zeros(1)
-    mineral = np.zeros_like(u)
-    support = np.zeros(u.shape, dtype=bool)
+    # Only sample points that a shifted ring can reach are evaluated.
+    near = (np.abs(u - centre_u) < ru + smear_mm / 2) & (np.abs(v - centre_v) < rv)
+    u_in, v_in = u[near], v[near]
+    values = np.zeros(u_in.shape)
+    inside = np.zeros(u_in.shape, dtype=bool)
     for shift in shifts * smear_mm:
-        r2 = ((u - centre_u - shift) / ru) ** 2 + ((v - centre_v) / rv) ** 2
+        r2 = ((u_in - centre_u - shift) / ru) ** 2 + ((v_in - centre_v) / rv) ** 2
         ring = 0.5 * (0.35 + 0.9 * np.exp(-(((np.sqrt(r2) - 0.82) / 0.13) ** 2)))
-        mineral += np.where(r2 < 1, ring, 0.0) / len(shifts)
-        support |= r2 < 1
+        values += np.where(r2 < 1, ring, 0.0) / len(shifts)
+        inside |= r2 < 1
+    mineral = np.zeros(np.shape(u))
+    support = np.zeros(np.shape(u), dtype=bool)
+    mineral[near], support[near] = values, inside
     return mineral, support
 
 
