@@ -392,32 +392,28 @@ def _sample_vertebrae(
         )
     # Pedicles scale with their own body and draw nothing: every other draw
     # of the case is what it was before they were sized (0.6).
-    vertebrae = [
-        replace(
-            v,
-            pedicle_half_width_mm=ranges.pedicle_width_mm[i] / 2 * _width_scale(v, ranges, i),
-            pedicle_half_height_mm=ranges.pedicle_height_mm[i]
-            / 2
-            * v.half_height_mm
-            / (ranges.body_height_mm[i] / 2),
-            pedicle_centre_mm=(ranges.interpedicular_mm[i] + ranges.pedicle_width_mm[i])
-            / 2
-            * _width_scale(v, ranges, i),
-            pedicle_smear_mm=ranges.pedicle_length_mm
-            * _width_scale(v, ranges, i)
-            * float(np.tan(np.deg2rad(ranges.pedicle_convergence_deg[i]))),
-        )
-        for i, v in enumerate(vertebrae)
-    ]
+    vertebrae = [_with_pedicles(v, ranges, i) for i, v in enumerate(vertebrae)]
     if flags["endplate_sclerosis"] and not any(v.sclerosis for v in vertebrae):
         i = int(rng.integers(2, 5))
         vertebrae[i] = replace(vertebrae[i], sclerosis=float(rng.uniform(0.5, 1.2)))
     return tuple(vertebrae)
 
 
-def _width_scale(vertebra: Vertebra, ranges: AnatomyRanges, level: int) -> float:
-    """How much wider this vertebra's body is than the default one of its level."""
-    return vertebra.half_width_mm / (ranges.body_width_mm[level] / 2)
+def _with_pedicles(vertebra: Vertebra, ranges: AnatomyRanges, level: int) -> Vertebra:
+    """The vertebra with its level's pedicles, scaled by how much wider and
+    taller its body is than the default one of its level."""
+    width_scale = vertebra.half_width_mm / (ranges.body_width_mm[level] / 2)
+    height = ranges.pedicle_height_mm[level] / 2 * vertebra.half_height_mm
+    width = ranges.pedicle_width_mm[level]
+    return replace(
+        vertebra,
+        pedicle_half_width_mm=width / 2 * width_scale,
+        pedicle_half_height_mm=height / (ranges.body_height_mm[level] / 2),
+        pedicle_centre_mm=(ranges.interpedicular_mm[level] + width) / 2 * width_scale,
+        pedicle_smear_mm=ranges.pedicle_length_mm
+        * width_scale
+        * float(np.tan(np.deg2rad(ranges.pedicle_convergence_deg[level]))),
+    )
 
 
 def _sample_soft_tissue(

@@ -239,14 +239,15 @@ def _pedicle_oval(vertebra: Vertebra, hh: float, hw: float) -> tuple[float, floa
     outline at its height (the waist narrows it there); without sized
     pedicles the pre-0.6 shape is kept.
     """
-    if vertebra.pedicle_half_width_mm is None or vertebra.pedicle_half_height_mm is None:
+    ru, half_height = vertebra.pedicle_half_width_mm, vertebra.pedicle_half_height_mm
+    centre = vertebra.pedicle_centre_mm
+    if ru is None or half_height is None or centre is None:
         return 0.6 * hw, -0.3 * hh, 0.17 * hw, 0.27 * hh
-    ru = vertebra.pedicle_half_width_mm
-    rv = min(vertebra.pedicle_half_height_mm, 0.6 * hh)
+    rv = min(half_height, 0.6 * hh)
     centre_v = -hh + 1.5 + rv
     half_width_there = hw * (1 - vertebra.waist * (1 - (centre_v / hh) ** 2))
     reach = ru + vertebra.pedicle_smear_mm / 2
-    centre_u = min(vertebra.pedicle_centre_mm or 0.6 * hw, half_width_there - reach)
+    centre_u = min(centre, half_width_there - reach)
     return centre_u, centre_v, ru, rv
 
 
