@@ -183,6 +183,32 @@ def test_transverse_process_cut_at_the_body_edge(full):
     assert bone_cols * sc > 80  # the process is in the image, outside the mask
 
 
+def test_body_labels_leave_out_the_posterior_elements(tmp_path):
+    hu, labels = phantom()
+    # A spinous process behind L3's body, hanging two slices (5 mm) into the disc below.
+    x = (np.arange(SHAPE[0]) + 0.5) * VOXEL_MM[0] - 64.0
+    y = (np.arange(SHAPE[1]) + 0.5) * VOXEL_MM[1] - 64.0
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    spinous = (np.abs(xx) <= 4) & (yy <= -40) & (yy >= -55)
+    bottom = TOP_SLICE["L3"] - BODY_SLICES + 1
+    for z in (bottom - 2, bottom - 1):
+        hu[:, :, z][spinous] = BONE_HU
+        labels[:, :, z][spinous] = 3
+    scan = scan_from_ct(*write_pair(tmp_path, hu, labels), label_map="simple", options=EXACT)
+    bodies = scan.truth_maps["body_labels"]
+    assert set(np.unique(bodies)) == {0, 1, 2, 3, 4}
+    assert np.all((bodies == 0) | (bodies == scan.labels))  # a part of the labels
+    for label in (1, 4):  # nothing but the body in the column
+        assert np.array_equal(bodies == label, scan.labels == label)
+    # L2's transverse process is cut at the body's edge: at most its two corner pixels stay.
+    assert ((scan.labels == 2) & (bodies != 2)).sum() <= 2
+    posterior = (scan.labels == 3) & (bodies == 0)
+    rows, cols = rows_cols(posterior)
+    assert rows * scan.spacing_mm[0] == pytest.approx(5.0, abs=1.5 * scan.spacing_mm[0])
+    assert cols * scan.spacing_mm[1] == pytest.approx(8.0, abs=2.5 * scan.spacing_mm[1])
+    assert posterior.nonzero()[0].min() > (bodies == 3).nonzero()[0].max()  # below the body
+
+
 def test_bmd_truth_is_the_projected_mineral(full):
     _, _, scan = full
     truth = scan.meta["truth"]["vertebrae"]

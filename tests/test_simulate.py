@@ -155,6 +155,21 @@ def test_each_vertebra_present_ordered_and_connected(cohort: list[Scan]) -> None
         assert np.all(np.diff(rows) > 0), f"{scan.scan_id}: vertebrae not top to bottom {rows}"
 
 
+def test_body_labels_are_the_labels_less_their_posterior_elements() -> None:
+    maps = RenderOptions(noise=False, truth_maps=True)
+    for index, device in ((0, "hologic-like"), (1, "lunar-like")):
+        scan = simulate_scan(11, index, device, options=maps)
+        assert "body_labels" not in simulate_scan(11, index, device).truth_maps
+        bodies = scan.truth_maps["body_labels"]
+        assert np.all((bodies == 0) | (bodies == scan.labels))  # a part of the labels
+        for label in range(1, 5):
+            body, whole = bodies == label, scan.labels == label
+            assert 0.75 < body.sum() / whole.sum() < 0.98, (label, body.sum() / whole.sum())
+            # Posterior elements of the vertebra reach into the disc space below its body.
+            below = np.nonzero(whole & ~body)[0].max() - np.nonzero(body)[0].max()
+            assert below * scan.spacing_mm[0] > 2.0, (label, below)
+
+
 def test_truth_areas_bmd_and_total(cohort: list[Scan]) -> None:
     l1, rest = [], []
     for scan in cohort:

@@ -223,6 +223,18 @@ def protocol_labels(projection: Projection, field: Field) -> np.ndarray:
     return labels
 
 
+def body_labels(projection: Projection, field: Field, labels: np.ndarray) -> np.ndarray:
+    """The labels' vertebral-body pixels alone (uint8, 1..4): those of each
+    labelled vertebra that its body covers at least half of; the rest of a
+    label is posterior elements inside the column."""
+    bodies = np.zeros_like(labels)
+    for label, name in enumerate(LUMBAR, start=1):
+        if name in projection.vertebra_body:
+            body = resample(projection.vertebra_body[name], projection.spacing_mm, field) >= 0.5
+            bodies[(labels == label) & body] = label
+    return bodies
+
+
 def ground_truth(
     labels: np.ndarray,
     vertebral_mineral: np.ndarray,
@@ -416,6 +428,7 @@ def scan_from_projection(
             "vertebral_bone_g_cm2": maps["vertebral_mineral"],
             "lean_g_cm2": maps["lean"],
             "adipose_g_cm2": maps["adipose"],
+            "body_labels": body_labels(projection, field, labels),
         }
         truth_maps = {k: v.astype(np.float32) for k, v in truth_maps.items()}
     return Scan(

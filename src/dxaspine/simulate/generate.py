@@ -119,9 +119,13 @@ def render_case(
         coverage = (owner == i).reshape(rows, f, cols, f).sum(axis=(1, 3))
         owner_px[coverage * 2 > f * f] = i
     labels = np.zeros((rows, cols), dtype=np.uint8)
+    body_labels = np.zeros_like(labels)
     for i, vertebra in enumerate(case.vertebrae):
         if vertebra.label:
             labels[owner_px == i] = vertebra.label
+            if options.truth_maps:
+                body = (owner_body == i).reshape(rows, f, cols, f).sum(axis=(1, 3))
+                body_labels[(owner_px == i) & (body * 2 > f * f)] = vertebra.label
 
     vertebral = _scaled_vertebral_mineral(case, pieces, owner_px, device, texture_rng, options)
     other = block_mean(
@@ -157,6 +161,7 @@ def render_case(
             "lean_g_cm2": lean,
             "adipose_g_cm2": adipose,
             "titanium_g_cm2": titanium,
+            "body_labels": body_labels,
         }
         maps = {k: v.astype(np.float32) for k, v in maps.items()}
     return Scan(
