@@ -29,7 +29,12 @@ of the same scan, in the background band); open TBS (dxaspine.tbs). Vertebrae
 whose body the CT cuts are left out of the anatomy figures. A CT value outside
 the procedural cohort's min..max is flagged. Each model (`--model`, default
 the two shipped dual-energy models) segments every scan: Dice and Hausdorff
-per vertebra, BMD error against the true BMD; and, to tell whether a failure
+per vertebra, BMD error against the true BMD, how far its masks reach
+sideways beyond the visible bone (`predicted_edge_offset_mm`, as
+`label_edge_offset_mm` for the labels), and where they depart from the
+reference (`miss_breakdown`: missed body pixels, missed posterior-element
+pixels beside the body and elsewhere, added pixels; from the truth map
+`body_labels`); and, to tell whether a failure
 comes from the bone or from the soft tissue, the anatomy swap
 (`anatomy_swap`: CT bone over procedural soft tissue and the reverse, union
 Dice); and the resolution control (`resolution_control`): procedural scans
@@ -93,6 +98,14 @@ ANATOMY_KEYS = (
     "bmd_error_reference_mask_percent",
     "label_edge_offset_mm",
     "tbs",
+)
+MISS_KEYS = (
+    "missed_body_cm2",
+    "missed_beside_body_cm2",
+    "missed_other_posterior_cm2",
+    "added_cm2",
+    "reference_posterior_cm2",
+    "reference_beside_body_cm2",
 )
 SCAN_KEYS = (
     "contrast_low",
@@ -194,6 +207,48 @@ def label_edge_offset_mm(
     return offsets
 
 
+def beside_body(labels: np.ndarray, body_labels: np.ndarray) -> np.ndarray:
+    """Posterior-element label pixels beside their own vertebra's body: in a row
+    that the body crosses, outside the body's extent there (transverse-process
+    roots and pedicle walls inside the column, where the body's side is waisted
+    or narrower than its widest point)."""
+    columns = np.arange(labels.shape[1])
+    beside = np.zeros(labels.shape, dtype=bool)
+    for label in range(1, len(LUMBAR) + 1):
+        body = body_labels == label
+        crossed = body.any(axis=1)
+        if not crossed.any():
+            continue
+        first = np.where(body, columns, columns.size).min(axis=1)
+        last = np.where(body, columns, -1).max(axis=1)
+        outside = (columns < first[:, None]) | (columns > last[:, None])
+        beside |= (labels == label) & outside & crossed[:, None]
+    return beside
+
+
+def miss_breakdown(
+    predicted: np.ndarray, labels: np.ndarray, body_labels: np.ndarray, spacing_mm
+) -> dict[str, float]:
+    """Where a model's mask departs from the reference, in cm2: reference pixels
+    it leaves out, split into vertebral body, posterior elements beside the body
+    (`beside_body`) and other posterior elements (in the disc spaces, over the
+    body's ends); pixels it adds; and how much of the reference is posterior
+    elements, and beside the body."""
+    pixel_cm2 = spacing_mm[0] * spacing_mm[1] / 100
+    missed = (labels > 0) & (predicted == 0)
+    body = body_labels > 0
+    posterior = (labels > 0) & ~body
+    beside = beside_body(labels, body_labels)
+    return {
+        "missed_body_cm2": float((missed & body).sum() * pixel_cm2),
+        "missed_beside_body_cm2": float((missed & beside).sum() * pixel_cm2),
+        "missed_other_posterior_cm2": float((missed & posterior & ~beside).sum() * pixel_cm2),
+        "added_cm2": float(((predicted > 0) & (labels == 0)).sum() * pixel_cm2),
+        "reference_posterior_cm2": float(posterior.sum() * pixel_cm2),
+        "reference_beside_body_cm2": float(beside.sum() * pixel_cm2),
+    }
+
+
 def vertebral_mineral(clean) -> np.ndarray:
     """The noise-free vertebral mineral map (g/cm2): CT scans keep it apart from
     other bone; procedural truth maps hold all mineral (ribs lie outside the
@@ -279,6 +334,7 @@ def model_results(
         measured["model"] = {v.name: v.bmd_g_cm2 for v in scores.vertebrae}
     truth = scan.meta["truth"]["vertebrae"]
     cut = set(scan.meta.get("anatomy", {}).get("truncated_vertebrae", []))
+    reach = label_edge_offset_mm(vertebral_mineral(scan), predicted, scan.spacing_mm[1])
     vertebrae = {}
     for label, name in enumerate(LUMBAR, start=1):
         if name not in truth:
@@ -296,6 +352,7 @@ def model_results(
             * (measured["model"].get(name, math.nan) - true_bmd)
             / true_bmd,
             "body_cut_by_ct": name in cut,
+            "predicted_edge_offset_mm": reach.get(name, math.nan),
         }
     return {
         "scan_id": scan.scan_id,
@@ -303,6 +360,9 @@ def model_results(
         "metal": has_metal(scan),
         "dice_union": dice(predicted > 0, scan.labels > 0),
         "predicted_labels": sorted(int(v) for v in np.unique(predicted) if v),
+        "misses": miss_breakdown(
+            predicted, scan.labels, scan.truth_maps["body_labels"], scan.spacing_mm
+        ),
         "vertebrae": vertebrae,
     }
 
@@ -361,9 +421,10 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
     a perfect model's Dice against those labels (the exact masks); `model` the
     model's Dice against them. Union and mean per-vertebra Dice over the scans;
     `label_edge_offset_mm`, the labels' mean reach beyond the visible bone
-    (`label_edge_offset_mm`) at that voxel size, to compare with the CTs'."""
+    (`label_edge_offset_mm`) at that voxel size, and `misses`, where the model's
+    masks depart from those labels (`miss_breakdown`), to compare with the CTs'."""
     ceiling, model = {"union": [], "vertebra": []}, {"union": [], "vertebra": []}
-    edge_offsets = []
+    edge_offsets, misses = [], []
     for index, clean in enumerate(procedural_clean):
         spacing = clean.spacing_mm
         maps = [
@@ -371,10 +432,15 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
             for key in ("bone_g_cm2", "lean_g_cm2", "adipose_g_cm2")
         ]
         labels = labels_at_voxel_resolution(clean.labels, spacing, voxel_mm)
+        bodies = labels_at_voxel_resolution(
+            clean.truth_maps["body_labels"].astype(np.uint8), spacing, voxel_mm
+        )
+        bodies[bodies != labels] = 0
         edges = label_edge_offset_mm(maps[0], labels, spacing[1])
         edge_offsets.append(float(np.mean(list(edges.values()))) if edges else math.nan)
         scan = rendered(clean, maps, labels, np.random.default_rng([index, 0, 2]))
         predicted = predictor.segment(scan).labels
+        misses.append(miss_breakdown(predicted, labels, bodies, spacing))
         for out, mine in ((ceiling, clean.labels), (model, predicted)):
             out["union"].append(dice(mine > 0, labels > 0))
             out["vertebra"].append(np.mean([dice(mine == k, labels == k) for k in (1, 2, 3, 4)]))
@@ -384,11 +450,13 @@ def resolution_control(predictor: Predictor, procedural_clean: list, voxel_mm) -
         "ceiling": {k: distribution(v) for k, v in ceiling.items()},
         "model": {k: distribution(v) for k, v in model.items()},
         "label_edge_offset_mm": distribution(edge_offsets),
+        "misses": {key: distribution([m[key] for m in misses]) for key in MISS_KEYS},
     }
 
 
 def procedural_summary(rows_per_device: dict[str, list[dict]]) -> dict:
-    """Per device: the model's per-vertebra Dice, Hausdorff and absolute BMD error."""
+    """Per device: the model's per-vertebra Dice, Hausdorff, absolute BMD error
+    and reach beyond the visible bone, and where its masks depart (`miss_breakdown`)."""
     summary = {}
     for device, rows in rows_per_device.items():
         per = [v for r in rows for v in r["vertebrae"].values()]
@@ -400,6 +468,8 @@ def procedural_summary(rows_per_device: dict[str, list[dict]]) -> dict:
                 [abs(v["bmd_error_model_percent"]) for v in no_metal]
             ),
             "bmd_error_note": "scans with clips or implants left out (metal breaks BMD)",
+            "predicted_edge_offset_mm": distribution([v["predicted_edge_offset_mm"] for v in per]),
+            "misses": {key: distribution([r["misses"][key] for r in rows]) for key in MISS_KEYS},
         }
     return summary
 
@@ -524,6 +594,7 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
             "",
         )
     console.print(table)
+    print_miss_table(name, model, console)
     table = Table(title=f"Anatomy swap on SIMULATED scans: {name}'s union Dice")
     columns = ("ct_as_is", "ct_bone_procedural_soft", "procedural_bone_ct_soft", "procedural_as_is")
     for column in ("scan", "device", *columns):
@@ -551,6 +622,43 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
             fmt(row["model"]["union"]["mean"]),
             f"{fmt(row['model']['vertebra']['mean'])} ({fmt(row['model']['vertebra']['min'])})",
             f"{fmt(edge['mean'], 1)} ({fmt(edge['min'], 1)}..{fmt(edge['max'], 1)})",
+        )
+    console.print(table)
+
+
+def print_miss_table(name: str, model: dict, console: Console) -> None:
+    """Where the model's masks depart from the reference, CT-derived scans against
+    procedural ones (as generated and at the CTs' voxel size): means for cohorts."""
+    table = Table(
+        title=f"Where {name}'s masks depart from the reference on SIMULATED scans, cm2 "
+        "(reference posterior elements beside the body in brackets)"
+    )
+    columns = ("missed body", "missed beside body", "missed other posterior", "added")
+    for column in ("scans", "device", *columns, "reference posterior (beside body)"):
+        table.add_column(column, justify="right")
+    keys = ["missed_body_cm2", "missed_beside_body_cm2", "missed_other_posterior_cm2", "added_cm2"]
+
+    def add(scans: str, device: str, values: dict) -> None:
+        table.add_row(
+            scans,
+            device,
+            *(fmt(values[k], 1) for k in keys),
+            f"{fmt(values['reference_posterior_cm2'], 1)} "
+            f"({fmt(values['reference_beside_body_cm2'], 1)})",
+        )
+
+    for row in model["ct"]:
+        add(row["scan_id"], row["device"], row["misses"])
+    for device, summary in model["procedural_summary"].items():
+        add(
+            "procedural cohort (mean)", device, {k: v["mean"] for k, v in summary["misses"].items()}
+        )
+    for row in model["resolution_control"]:
+        voxel = " x ".join(fmt(v, 2) for v in row["voxel_mm"])
+        add(
+            f"procedural at {voxel} mm (mean)",
+            row["device"],
+            {k: v["mean"] for k, v in row["misses"].items()},
         )
     console.print(table)
 
