@@ -165,9 +165,11 @@ def test_body_labels_are_the_labels_less_their_posterior_elements() -> None:
         for label in range(1, 5):
             body, whole = bodies == label, scan.labels == label
             assert 0.75 < body.sum() / whole.sum() < 0.98, (label, body.sum() / whole.sum())
+        for label in range(1, 4):  # (L5's body may take the L4-L5 disc space, if narrowed)
+            body, whole = bodies == label, scan.labels == label
             # Posterior elements of the vertebra reach into the disc space below its body.
             below = np.nonzero(whole & ~body)[0].max() - np.nonzero(body)[0].max()
-            assert below * scan.spacing_mm[0] > 2.0, (label, below)
+            assert below * scan.spacing_mm[0] > 4.0, (label, below)
 
 
 def test_truth_areas_bmd_and_total(cohort: list[Scan]) -> None:
@@ -522,8 +524,10 @@ def test_texture_hurst_sets_the_roughness_of_its_vertebra(straight_case: Case, n
     middle = {k: round(np.flatnonzero((rough.labels == k).any(axis=1)).mean()) for k in (1, 3)}
     assert diff[middle[1] : middle[3]].sum() > 0.99 * diff.sum()
     assert diff[l2].sum() > 0.8 * diff.sum()
+    # Inside the other labels only the facet joints change, where L2's articular
+    # processes overlap its neighbours' body corners: a few pixels.
     for label in (1, 3, 4):
-        assert diff[rough.labels == label].max() < 0.2 * diff[l2].max()
+        assert np.percentile(diff[rough.labels == label], 99) < 0.05 * diff[l2].max()
     core = ndimage.binary_erosion(l2, iterations=4)
     assert roughness(rough.low, core) > roughness(smooth.low, core)
     # The texture alone (render minus a texture-free render) differs far more clearly.
@@ -777,6 +781,20 @@ def test_posterior_elements_carry_the_drawn_share_of_the_mineral(straight_case: 
     assert mineral(0.49, tp_mm=tp_mm, columns=beside) == pytest.approx(
         mineral(None, tp_mm=tp_mm, columns=beside), rel=1e-6
     )
+
+
+@pytest.mark.parametrize("waist", [0.04, 0.10, 0.16])
+def test_body_shows_its_drawn_waist(straight_case: Case, waist: float) -> None:
+    case = with_vertebra(straight_case, "L3", waist=waist, osteophytes=(), sagittal_tilt_deg=0.0)
+    scan = render(case, options=RenderOptions(noise=False, blur=False, truth_maps=True))
+    widths = (scan.truth_maps["body_labels"] == 3).sum(axis=1)
+    widths = widths[widths > 0] * scan.spacing_mm[1]
+    centre = len(widths) // 2
+    middle = np.median(widths[centre - 1 : centre + 2])
+    vertebra = case.vertebrae[index_of(case, "L3")]
+    # Mid-height is the drawn width; the rims flare to the widest row.
+    assert middle == pytest.approx(2 * vertebra.half_width_mm, abs=2 * scan.spacing_mm[1])
+    assert 1 - middle / widths.max() == pytest.approx(waist, abs=0.02)
 
 
 def test_pedicles_have_their_measured_size_and_place(straight_case: Case) -> None:

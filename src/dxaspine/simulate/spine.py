@@ -2,8 +2,9 @@
 ownership rules of docs/protocol.md that turn bone into labels.
 
 Each vertebra is drawn in its own frame (u lateral, v along the spine axis,
-mm, origin at the body centre). The body is a rounded rectangle with a
-lateral waist and concave endplates; its AP depth is an elliptical cross-
+mm, origin at the body centre). The body is a rectangle with slightly
+rounded corners, a lateral waist (its sides flare towards the endplates'
+rims) and concave endplates; its AP depth is an elliptical cross-
 section with a cortical shell, so the projected mineral is
 rho_trab * L_inner + rho_cortex * (L_outer - L_inner). Lordosis tilts the
 body against the beam (`Vertebra.sagittal_tilt_deg`), which smears its
@@ -27,6 +28,36 @@ CORTICAL_HA_G_CM3 = 1.05
 ENDPLATE_MM = 1.3
 TILT_STEP_MM = 0.5
 """Largest height step between the AP slabs of a tilted body."""
+BODY_EXPONENT = 8
+"""Superellipse exponent of the body's outline in projection: nearly square
+corners, as AP radiographs and CT projections show them (4, rounder, before 0.7)."""
+
+
+def _flare_table(points: int = 2001) -> tuple[np.ndarray, np.ndarray]:
+    """Visible waist (1 - mid-height width / widest row) for each rim-flare
+    amplitude of `outline_half_width`, on the rounded outline."""
+    t = np.linspace(0.0, 1.0, points)
+    rounding = (1 - t**BODY_EXPONENT) ** (1 / BODY_EXPONENT)
+    amplitudes = np.linspace(0.0, 1.0, 1001)
+    widest = ((1 + amplitudes[:, None] * (1 - (1 - t**2) ** 2)) * rounding).max(axis=1)
+    return 1 - 1 / widest, amplitudes
+
+
+_VISIBLE_WAIST, _FLARE = _flare_table()
+
+
+def widest_half_width_mm(vertebra: Vertebra) -> float:
+    """Half the body's width at its widest row: the column of protocol §2."""
+    return vertebra.half_width_mm / (1 - vertebra.waist)
+
+
+def outline_half_width(vertebra: Vertebra, v, hh: float, hw: float):
+    """Half width of the body's outline at height v, before its corners are
+    rounded: `hw` at mid-height, flaring towards the endplates' rims so that
+    the rounded outline's widest row is hw / (1 - waist)."""
+    flare = float(np.interp(vertebra.waist, _VISIBLE_WAIST, _FLARE))
+    t = np.clip(np.asarray(v) / hh, -1, 1)
+    return hw * (1 + flare * (1 - (1 - t**2) ** 2))
 
 
 @dataclass(frozen=True)
@@ -91,7 +122,7 @@ def place_vertebrae(case: Case, field_width_mm: float) -> list[Placement]:
 
 def extent_mm(vertebra: Vertebra, place: Placement) -> float:
     """Radius (mm) of a circle around the centre holding all of the vertebra's bone."""
-    lateral = vertebra.half_width_mm + max(vertebra.tp_length_mm, 10.0) + 4.0
+    lateral = widest_half_width_mm(vertebra) + max(vertebra.tp_length_mm, 10.0) + 4.0
     axial = vertebra.half_height_mm + max(place.disc_above_mm, place.disc_below_mm) + 4.0
     return float(np.hypot(lateral, axial))
 
@@ -110,12 +141,18 @@ def render_vertebra(
     trabecular, structural, degenerative, body = _tilted_body(vertebra, u, v, hh, hw)
     # Spurs grow from the rounded body corner, so they start at the corner's edge.
     corner_v = (hh - 2.5) / hh
-    corner_u = hw * (1 - vertebra.waist * (1 - corner_v**2)) * (1 - corner_v**4) ** 0.25
+    rounding = (1 - corner_v**BODY_EXPONENT) ** (1 / BODY_EXPONENT)
+    corner_u = outline_half_width(vertebra, hh - 2.5, hh, hw) * rounding
+    widest = widest_half_width_mm(vertebra)
     for side, end, length in vertebra.osteophytes:
-        out = side * u - hw
+        out = side * u - widest
         centre_v = end * (hh - 2.5 + 0.5 * np.clip(out, 0, None))
         half_thick = 2.2 * (1 - np.clip(out, 0, length) / length) + 0.4
-        spur = (out >= corner_u - hw - 1.0) & (out <= length) & (np.abs(v - centre_v) <= half_thick)
+        spur = (
+            (out >= corner_u - widest - 1.0)
+            & (out <= length)
+            & (np.abs(v - centre_v) <= half_thick)
+        )
         degenerative += np.where(
             spur & ~body, 0.6 * (1 - 0.5 * np.clip(out, 0, length) / length), 0
         )
@@ -130,7 +167,7 @@ def render_vertebra(
         structural=structural,
         degenerative=degenerative,
         body=body,
-        posterior_in_column=support & (np.abs(u) <= hw) & ~body,
+        posterior_in_column=support & (np.abs(u) <= widest) & ~body,
         axial_mm=np.abs(v),
     )
 
@@ -163,9 +200,11 @@ def posterior_scale(vertebra: Vertebra, place: Placement) -> float:
 def _body_slab(vertebra: Vertebra, u, v, hh, hw):
     """The untilted body at (u, v): projected trabecular, cortical and
     sclerotic mineral (g/cm2), and its support."""
-    half_width_at_v = hw * (1 - vertebra.waist * (1 - np.clip(v / hh, -1, 1) ** 2))
+    half_width_at_v = outline_half_width(vertebra, v, hh, hw)
     half_height_at_u = hh * (1 - vertebra.concavity * (1 - np.clip(u / hw, -1, 1) ** 2))
-    body = (np.abs(u) / half_width_at_v) ** 4 + (np.abs(v) / half_height_at_u) ** 4 <= 1.0
+    body = (np.abs(u) / half_width_at_v) ** BODY_EXPONENT + (
+        np.abs(v) / half_height_at_u
+    ) ** BODY_EXPONENT <= 1.0
     t = vertebra.cortex_mm
     outer = vertebra.depth_mm * np.sqrt(np.clip(1 - (u / half_width_at_v) ** 2, 0, None))
     inner = (vertebra.depth_mm - 2 * t) * np.sqrt(
@@ -203,9 +242,10 @@ def _tilted_body(vertebra: Vertebra, u, v, hh, hw):
     if n_slabs == 1:
         return _body_slab(vertebra, u, v, hh, hw)
     # Only sample points that any slab can reach are evaluated.
-    reach = (np.abs(u) <= hw + 0.5) & (np.abs(v) <= hh + shift_span / 2 + 0.5)
+    widest = widest_half_width_mm(vertebra)
+    reach = (np.abs(u) <= widest + 0.5) & (np.abs(v) <= hh + shift_span / 2 + 0.5)
     u_in, v_in = u[reach], v[reach]
-    chord = np.sqrt(np.clip(1 - (u_in / hw) ** 2, 0, None))
+    chord = np.sqrt(np.clip(1 - (u_in / widest) ** 2, 0, None))
     tan_tilt = np.tan(np.deg2rad(vertebra.sagittal_tilt_deg))
     depth_fraction = (np.arange(n_slabs) + 0.5) / n_slabs - 0.5
     parts = [np.zeros(u_in.shape) for _ in range(3)]
@@ -245,7 +285,8 @@ def _pedicle_oval(vertebra: Vertebra, hh: float, hw: float) -> tuple[float, floa
         return 0.6 * hw, -0.3 * hh, 0.17 * hw, 0.27 * hh
     rv = min(half_height, 0.6 * hh)
     centre_v = -hh + 1.5 + rv
-    half_width_there = hw * (1 - vertebra.waist * (1 - (centre_v / hh) ** 2))
+    rounding = (1 - abs(centre_v / hh) ** BODY_EXPONENT) ** (1 / BODY_EXPONENT)
+    half_width_there = float(outline_half_width(vertebra, centre_v, hh, hw)) * rounding
     reach = ru + vertebra.pedicle_smear_mm / 2
     centre_u = min(centre, half_width_there - reach)
     return centre_u, centre_v, ru, rv
