@@ -31,7 +31,9 @@ the procedural cohort's min..max is flagged. Each model (`--model`, default
 the two shipped dual-energy models) segments every scan: Dice and Hausdorff
 per vertebra, BMD error against the true BMD, how far its masks reach
 sideways beyond the visible bone (`predicted_edge_offset_mm`, as
-`label_edge_offset_mm` for the labels), and where they depart from the
+`label_edge_offset_mm` for the labels; `body_waist`, how much narrower a
+body is at mid-height than at its widest row, says how much room the column
+leaves beside it), and where they depart from the
 reference (`miss_breakdown`: missed body pixels, missed posterior-element
 pixels beside the body and elsewhere, added pixels; from the truth map
 `body_labels`); and, to tell whether a failure
@@ -97,6 +99,7 @@ ANATOMY_KEYS = (
     "posterior_share",
     "bmd_error_reference_mask_percent",
     "label_edge_offset_mm",
+    "body_waist",
     "tbs",
 )
 MISS_KEYS = (
@@ -144,6 +147,22 @@ def vertebra_sizes(labels: np.ndarray, spacing_mm: tuple[float, float]) -> dict[
                 "area_cm2": float(mask.sum() * sr * sc / 100),
             }
     return sizes
+
+
+def body_waist(body_labels: np.ndarray) -> dict[str, float]:
+    """How much narrower each vertebral body is at mid-height than at its widest
+    row: 1 - (median width over the middle third of its rows) / (widest row).
+    Where the body is waisted, the column (protocol §2, set by the widest point)
+    holds posterior-element pixels beside the body's side."""
+    waists = {}
+    for label, name in enumerate(LUMBAR, start=1):
+        widths = (body_labels == label).sum(axis=1)
+        widths = widths[widths > 0]
+        if len(widths) < 6:
+            continue
+        third = len(widths) // 3
+        waists[name] = float(1 - np.median(widths[third : len(widths) - third]) / widths.max())
+    return waists
 
 
 def disc_contrast(bone: np.ndarray, labels: np.ndarray) -> float:
@@ -284,6 +303,7 @@ def measure(noisy, clean, reference: dict[str, float]) -> dict:
     cut = set(clean.meta.get("anatomy", {}).get("truncated_vertebrae", []))
     tbs_values = tbs(bone_noisy, labels, spacing)
     edges = label_edge_offset_mm(vertebral_mineral(clean), labels, spacing[1])
+    waists = body_waist(clean.truth_maps["body_labels"])
     vertebrae = {}
     for name, sizes in vertebra_sizes(labels, spacing).items():
         if name in cut:
@@ -297,6 +317,7 @@ def measure(noisy, clean, reference: dict[str, float]) -> dict:
             "bmd_error_reference_mask_percent": 100
             * (reference.get(name, math.nan) / truth[name]["bmd_g_cm2"] - 1),
             "label_edge_offset_mm": edges.get(name, math.nan),
+            "body_waist": waists.get(name, math.nan),
             "tbs": tbs_values[name],
         }
     scan = {
