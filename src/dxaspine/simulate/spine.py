@@ -33,13 +33,19 @@ BODY_EXPONENT = 8
 corners, as AP radiographs and CT projections show them (4, rounder, before 0.7)."""
 
 
+def corner_rounding(t):
+    """Share of the outline's half width left at height t (from the centre,
+    over the half height) by the superellipse's rounded corners."""
+    return (1 - np.abs(t) ** BODY_EXPONENT) ** (1 / BODY_EXPONENT)
+
+
 def _flare_table(points: int = 2001) -> tuple[np.ndarray, np.ndarray]:
     """Visible waist (1 - mid-height width / widest row) for each rim-flare
     amplitude of `outline_half_width`, on the rounded outline."""
     t = np.linspace(0.0, 1.0, points)
-    rounding = (1 - t**BODY_EXPONENT) ** (1 / BODY_EXPONENT)
     amplitudes = np.linspace(0.0, 1.0, 1001)
-    widest = ((1 + amplitudes[:, None] * (1 - (1 - t**2) ** 2)) * rounding).max(axis=1)
+    flared = 1 + amplitudes[:, None] * (1 - (1 - t**2) ** 2)
+    widest = (flared * corner_rounding(t)).max(axis=1)
     return 1 - 1 / widest, amplitudes
 
 
@@ -141,8 +147,7 @@ def render_vertebra(
     trabecular, structural, degenerative, body = _tilted_body(vertebra, u, v, hh, hw)
     # Spurs grow from the rounded body corner, so they start at the corner's edge.
     corner_v = (hh - 2.5) / hh
-    rounding = (1 - corner_v**BODY_EXPONENT) ** (1 / BODY_EXPONENT)
-    corner_u = outline_half_width(vertebra, hh - 2.5, hh, hw) * rounding
+    corner_u = outline_half_width(vertebra, hh - 2.5, hh, hw) * corner_rounding(corner_v)
     widest = widest_half_width_mm(vertebra)
     for side, end, length in vertebra.osteophytes:
         out = side * u - widest
@@ -285,8 +290,9 @@ def _pedicle_oval(vertebra: Vertebra, hh: float, hw: float) -> tuple[float, floa
         return 0.6 * hw, -0.3 * hh, 0.17 * hw, 0.27 * hh
     rv = min(half_height, 0.6 * hh)
     centre_v = -hh + 1.5 + rv
-    rounding = (1 - abs(centre_v / hh) ** BODY_EXPONENT) ** (1 / BODY_EXPONENT)
-    half_width_there = float(outline_half_width(vertebra, centre_v, hh, hw)) * rounding
+    half_width_there = float(
+        outline_half_width(vertebra, centre_v, hh, hw) * corner_rounding(centre_v / hh)
+    )
     reach = ru + vertebra.pedicle_smear_mm / 2
     centre_u = min(centre, half_width_there - reach)
     return centre_u, centre_v, ru, rv
