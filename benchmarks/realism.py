@@ -657,7 +657,7 @@ def print_miss_table(name: str, model: dict, console: Console) -> None:
     columns = ("missed body", "missed beside body", "missed other posterior", "added")
     for column in ("scans", "device", *columns, "reference posterior (beside body)"):
         table.add_column(column, justify="right")
-    keys = ["missed_body_cm2", "missed_beside_body_cm2", "missed_other_posterior_cm2", "added_cm2"]
+    keys = MISS_KEYS[:4]  # the reference's own figures go in the last column
 
     def add(scans: str, device: str, values: dict) -> None:
         table.add_row(
