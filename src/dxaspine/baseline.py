@@ -53,6 +53,13 @@ ROI_WIDTH_FACTOR = 2.2
 """ROI width = this x L4_WIDTH_MM: the spine plus soft tissue on both sides."""
 ROI_MARGIN_MM = 3.0
 """Rows dropped at the top and bottom edge of the image."""
+SOFT_TISSUE_STRIP_MM = 35.0
+"""Soft tissue is read beside the spine, as scanners take their soft-tissue
+reference there: the typing threshold's soft-tissue peak and each row's
+baseline come from the ROI's columns at least this far from its centre
+(0.7 x L4_WIDTH_MM; the widest lumbar body rows are 50-66 mm, half of it at
+most 33 mm). From every untyped point of the ROI instead, a wide, faint
+spine's untyped bone raised the baseline and the peak."""
 TYPING_SMOOTH_MM = 1.0
 """Gaussian smoothing of Q before point typing (scanners type a filtered image)."""
 TYPING_SDS = 3.0
@@ -67,6 +74,12 @@ noise is low. Chosen once (a quarter), not fitted to reference masks."""
 MIN_VERTEBRA_FRACTION = 0.5
 """A complete vertebra is at least this fraction of VERTEBRA_HEIGHT_MM tall
 (a partial T12 or L5 in the field is shorter; a compressed body is taller)."""
+MERGED_PITCH_FACTOR = 1.6
+"""A segment between gaps taller than this x the expected pitch (body + disc,
+38 mm: 61 mm) holds two vertebrae whose disc left no dip deep enough (a
+narrowed disc, endplates tilted against the beam), where one lumbar
+pitch is 35-47 mm: it is split at its lowest bone-mass row, as an operator
+moves the missing line."""
 MIN_COMPONENT_MM2 = 100.0
 """Bone components smaller than this (in mm2) are noise or gas edges."""
 
@@ -180,6 +193,24 @@ def label_vertebrae(mask: np.ndarray, scan: Scan) -> np.ndarray:
 # ----------------------------------------------------- baseline_segmentation
 
 
+def _split_merged(profile: np.ndarray, gaps: list[int], step_mm: float) -> list[int]:
+    """`gaps` plus a cut in each segment of the bone extent taller than
+    MERGED_PITCH_FACTOR pitches: at its smoothed profile's lowest row in the
+    segment's middle half."""
+    inside = np.flatnonzero(profile > 0)
+    if inside.size == 0:
+        return gaps
+    smooth = _smooth_1d(profile, PROFILE_SIGMA_MM / step_mm)
+    longest = MERGED_PITCH_FACTOR * (VERTEBRA_HEIGHT_MM + DISC_HEIGHT_MM) / step_mm
+    cuts = list(gaps)
+    for top, bottom in itertools.pairwise([int(inside[0]), *gaps, int(inside[-1])]):
+        if bottom - top > longest:
+            quarter = (bottom - top) // 4
+            middle = smooth[top + quarter : bottom - quarter + 1]
+            cuts.append(top + quarter + int(np.argmin(middle)))
+    return sorted(cuts)
+
+
 def device_k(device_name: str) -> float:
     """Soft-tissue ratio k = low/high of the device's calibration table at bone 0
     and SOFT_TISSUE_CALIBRATION_G_CM2 of soft tissue (KeyError if unknown)."""
@@ -237,14 +268,17 @@ def _soft_threshold(values: np.ndarray) -> float:
     return mode + TYPING_SDS * max(sd, 1e-9)
 
 
-def _type_points(q_roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _type_points(q_roi: np.ndarray, beside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Point typing with a per-row soft-tissue baseline (two passes; the second
     also needs `BONE_EDGE_FRACTION` of the spine's excess): the bone points
-    and Q above the baseline."""
-    bone = q_roi > _soft_threshold(q_roi.ravel())
+    and Q above the baseline. Both thresholds are read from the soft-tissue
+    peak of the columns `beside` the spine (SOFT_TISSUE_STRIP_MM)."""
+    if not beside.any():
+        beside = np.ones(q_roi.shape[1], bool)
+    bone = q_roi > _soft_threshold(q_roi[:, beside].ravel())
     baseline = np.empty(q_roi.shape[0])
     for r in range(q_roi.shape[0]):
-        soft = q_roi[r][~bone[r]]
+        soft = q_roi[r][beside & ~bone[r]]
         baseline[r] = np.median(soft) if soft.size else np.nan
     if np.isnan(baseline).all():
         raise ValueError("no soft-tissue points in the ROI: cannot set a baseline")
@@ -253,7 +287,8 @@ def _type_points(q_roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     baseline = np.interp(idx, idx[good], baseline[good])
     corrected = q_roi - baseline[:, None]
     edge = BONE_EDGE_FRACTION * float(np.percentile(corrected, 90))
-    return corrected > max(_soft_threshold(corrected.ravel()), edge), corrected
+    threshold = _soft_threshold(corrected[:, beside].ravel())
+    return corrected > max(threshold, edge), corrected
 
 
 def _clean(bone: np.ndarray, peak_col: int, spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -311,12 +346,14 @@ def baseline_segmentation(scan: Scan, k: float | None = None) -> np.ndarray:
     Steps, each a fixed rule (module constants): Q = low - k*high with k
     from the device calibration table (or the image); an ROI of 2.2 x the L4
     width around the column of maximal Q, full height minus 3 mm margins;
-    point typing at the soft-tissue peak + 3 robust SDs of smoothed Q; a
+    point typing at the soft-tissue peak + 3 robust SDs of smoothed Q, the
+    peak read beside the spine (35 mm or more from the ROI's centre); a
     per-row baseline from non-bone points and re-typing, also at a quarter
     of the spine's typical excess; opening, removal of
     components under 1 cm2 or off the spine column, hole filling; rows
     trimmed to the body width; horizontal intervertebral lines at the row
-    profile's gaps. Vertebra choice: the field holds the lower half of T12
+    profile's gaps, and at the lowest row of a segment too tall for one
+    vertebra (`MERGED_PITCH_FACTOR`). Vertebra choice: the field holds the lower half of T12
     (cut by the top edge), L1-L4 and the top of L5, so segments that touch
     the ROI's top or bottom edge, or shorter than half the expected body
     height, are partial and dropped, and L1-L4 are the
@@ -338,7 +375,8 @@ def baseline_segmentation(scan: Scan, k: float | None = None) -> np.ndarray:
     c0, c1, peak = _roi_columns(q, scan.spacing_mm)
     margin = round(ROI_MARGIN_MM / sy)
     r0, r1 = margin, rows - margin
-    bone_roi, excess_roi = _type_points(q[r0:r1, c0:c1])
+    beside = np.abs(np.arange(c0, c1) - peak) * sx >= SOFT_TISSUE_STRIP_MM
+    bone_roi, excess_roi = _type_points(q[r0:r1, c0:c1], beside)
     bone = np.zeros((rows, cols), bool)
     bone[r0:r1, c0:c1] = bone_roi
     excess = np.zeros((rows, cols))
@@ -351,7 +389,7 @@ def baseline_segmentation(scan: Scan, k: float | None = None) -> np.ndarray:
     # Bone mass per row, not bone points: a disc seen through tilted endplates
     # still holds bone points, but thin ones.
     profile = (bone * excess).sum(axis=1)
-    gaps = find_gaps(profile, sy)
+    gaps = _split_merged(profile, find_gaps(profile, sy), sy)
     edges = [r0 - 1, *gaps, r1]
     complete = []
     for top, bottom in itertools.pairwise(edges):
