@@ -116,16 +116,15 @@ def render_case(
     owner = np.where(owner_body >= 0, owner_body, owner_posterior)
     owner_px = np.full((rows, cols), -1, dtype=np.int8)
     for i in range(len(case.vertebrae)):
-        coverage = (owner == i).reshape(rows, f, cols, f).sum(axis=(1, 3))
-        owner_px[coverage * 2 > f * f] = i
+        owner_px[block_mean(owner == i, f) > 0.5] = i
     labels = np.zeros((rows, cols), dtype=np.uint8)
     body_labels = np.zeros_like(labels)
     for i, vertebra in enumerate(case.vertebrae):
         if vertebra.label:
             labels[owner_px == i] = vertebra.label
             if options.truth_maps:
-                body = (owner_body == i).reshape(rows, f, cols, f).sum(axis=(1, 3))
-                body_labels[(owner_px == i) & (body * 2 > f * f)] = vertebra.label
+                body = block_mean(owner_body == i, f) > 0.5
+                body_labels[(owner_px == i) & body] = vertebra.label
 
     vertebral = _scaled_vertebral_mineral(case, pieces, owner_px, device, texture_rng, options)
     other = block_mean(
