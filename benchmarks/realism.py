@@ -6,7 +6,7 @@ physics (generate.acquire_materials); only the anatomy differs.
         [--ct CT2.nii.gz --labels SEG2.nii.gz ...] [--label-map totalsegmentator]
         [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
         [--model dual-energy --model MODEL.pt ...] [--control-scans 10] [--marrow-fat 0.0]
-        [--provenance TEXT] [--out benchmarks/results]
+        [--noise-draws 8] [--provenance TEXT] [--out benchmarks/results]
 
 `--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
 Nothing is downloaded: the CTs are the user's.
@@ -44,6 +44,11 @@ without metal (the first --control-scans per device) averaged over each CT's
 voxel (feet-head x right-left) with their labels as a label volume of that
 voxel gives them, so a CT-derived Dice can be read against what the CT's
 voxels alone allow (`ceiling`: the exact masks' Dice against those labels).
+Every CT-derived figure above is from one photon-noise draw; the
+`noise_draws` (`--noise-draws`, draw 0 being that scan) repeat each
+CT-derived scan with new noise and give each model's union Dice per draw,
+per scan and as the mean over each CT's scans, so that a difference
+between models can be read against what the noise alone moves.
 BMD measured with the reference mask (`bmd_error_reference_mask_percent`)
 tells the measurement's error on the anatomy apart from the model's. Each
 CT is projected in both poses (`--pose`): 'ct' as scanned (scan id
@@ -388,6 +393,33 @@ def model_results(
     }
 
 
+def noise_draw_dice(predictor: Predictor, projection, source: dict, device: str, draws: int):
+    """Union Dice of `predictor` on one CT-derived scan under photon-noise draws
+    0..draws-1 (draw 0 is the scan the other figures use)."""
+    values = []
+    for seed in range(draws):
+        scan = scan_from_projection(projection, source, device, seed, RenderOptions())
+        values.append(dice(predictor.segment(scan).labels > 0, scan.labels > 0))
+    return values
+
+
+def noise_draw_summary(rows: list[dict]) -> dict:
+    """Per CT file: the mean union Dice over its scans (poses x devices) for each
+    noise draw, and its mean, SD, min and max over the draws."""
+    by_ct: dict[str, list[list[float]]] = {}
+    for row in rows:
+        by_ct.setdefault(row["ct_file"], []).append(row["union_dice"])
+    summary = {}
+    for ct_file, per_scan in by_ct.items():
+        per_draw = np.mean(np.array(per_scan), axis=0)
+        summary[ct_file] = {
+            "scans": len(per_scan),
+            "mean_union_dice_per_draw": per_draw.tolist(),
+            **distribution(per_draw.tolist()),
+        }
+    return summary
+
+
 def rendered(template, materials, labels: np.ndarray, rng: np.random.Generator):
     """`template` (a scan) with new (bone, lean, adipose) areal densities rendered
     through its device's physics with photon noise, and new labels."""
@@ -615,6 +647,7 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
             "",
         )
     console.print(table)
+    print_noise_draw_table(name, model, console)
     print_miss_table(name, model, console)
     table = Table(title=f"Anatomy swap on SIMULATED scans: {name}'s union Dice")
     columns = ("ct_as_is", "ct_bone_procedural_soft", "procedural_bone_ct_soft", "procedural_as_is")
@@ -643,6 +676,27 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
             fmt(row["model"]["union"]["mean"]),
             f"{fmt(row['model']['vertebra']['mean'])} ({fmt(row['model']['vertebra']['min'])})",
             f"{fmt(edge['mean'], 1)} ({fmt(edge['min'], 1)}..{fmt(edge['max'], 1)})",
+        )
+    console.print(table)
+
+
+def print_noise_draw_table(name: str, model: dict, console: Console) -> None:
+    draws = model["noise_draws"]
+    table = Table(
+        title=f"{name}'s union Dice on CT-derived SIMULATED scans over {draws['draws']} "
+        "photon-noise draws"
+    )
+    for column in ("scan", "device", "mean (SD)", "min..max"):
+        table.add_column(column, justify="right")
+    rows = [(r["scan_id"], r["device"], r) for r in draws["scans"]]
+    for ct_file, r in draws["by_ct"].items():
+        rows.append((f"{ct_file}, mean over its {r['scans']} scans", "", r))
+    for scan_id, device, r in rows:
+        table.add_row(
+            scan_id,
+            device,
+            f"{fmt(r.get('mean'))} ({fmt(r.get('sd'))})",
+            f"{fmt(r.get('min'))}..{fmt(r.get('max'))}",
         )
     console.print(table)
 
@@ -717,6 +771,12 @@ def main() -> None:
         default=10,
         help="procedural scans per device (without metal) for the swap and the resolution control",
     )
+    parser.add_argument(
+        "--noise-draws",
+        type=int,
+        default=8,
+        help="photon-noise draws of each CT-derived scan for the models' union Dice spread",
+    )
     parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -732,6 +792,7 @@ def main() -> None:
 
     ct_sources, ct_measures = [], {d: [] for d in devices}
     ct_model = {name: [] for name in models}
+    ct_draws = {name: [] for name in models}
     ct_clean = {d: [] for d in devices}
     for (ct_path, labels_path), pose in itertools.product(pairs, poses):
         projection, source = project_ct(
@@ -753,6 +814,16 @@ def main() -> None:
             ct_measures[device].append(measure(noisy, clean, reference))
             for name, predictor in predictors.items():
                 ct_model[name].append(model_results(predictor, noisy, bone, reference))
+                draws = noise_draw_dice(predictor, projection, source, device, args.noise_draws)
+                ct_draws[name].append(
+                    {
+                        "scan_id": noisy.scan_id,
+                        "device": device,
+                        "ct_file": source["ct_file"],
+                        "union_dice": draws,
+                        **distribution(draws),
+                    }
+                )
             ct_clean[device].append(clean)
             ct_sources[-1].setdefault("coverage", {})[device] = {
                 k: noisy.meta["anatomy"][k]
@@ -793,6 +864,11 @@ def main() -> None:
         model_summary[name] = {
             "path": str(model_file(name)),
             "ct": ct_model[name],
+            "noise_draws": {
+                "draws": args.noise_draws,
+                "scans": ct_draws[name],
+                "by_ct": noise_draw_summary(ct_draws[name]),
+            },
             "procedural_summary": procedural_summary(proc_model[name]),
             "anatomy_swap": swaps,
             "resolution_control": [
