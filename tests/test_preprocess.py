@@ -9,6 +9,7 @@ from dxaspine.preprocess import (
     input_image,
     network_input,
     normalise,
+    pixel_noise_sd,
     probabilities_to_labels,
     soft_labels,
     soft_tissue_ratio,
@@ -102,3 +103,15 @@ def test_uncertain_vertebra_pixels_stay_spine():
     probabilities[0] = 0.6
     probabilities[2], probabilities[3] = 0.2, 0.2
     assert (probabilities_to_labels(probabilities, (4, 4)) == 0).all()
+
+
+def test_pixel_noise_sd_reads_the_noise_not_the_anatomy():
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:200, 0:150]
+    anatomy = 5.0 * np.sin(rows / 25.0) + 0.02 * cols  # smooth, SD about 3.5
+    assert pixel_noise_sd(anatomy) < 0.05
+    for sd in (0.05, 0.3):
+        measured = pixel_noise_sd(anatomy + rng.normal(0, sd, anatomy.shape))
+        assert abs(measured - sd) < 0.05 * sd
+    with pytest.raises(ValueError, match="2-D"):
+        pixel_noise_sd(np.zeros((10, 1)))

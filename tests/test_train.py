@@ -11,6 +11,7 @@ import torch
 from dxaspine.infer import load_model
 from dxaspine.io import write_scan
 from dxaspine.network import NetworkConfig
+from dxaspine.preprocess import pixel_noise_sd
 from dxaspine.scan import ScanError
 from dxaspine.simulate.generate import simulate_scan
 from dxaspine.train import (
@@ -19,6 +20,7 @@ from dxaspine.train import (
     TrainConfig,
     augment_batch,
     gaussian_blur,
+    make_example,
     smooth_field,
     split_by_patient,
     train,
@@ -67,6 +69,35 @@ def _self_labelled_example() -> Example:
 PLAIN = AugmentConfig(
     contrast=0.0, noise_sd=0.0, crop_probability=0.0, blur_probability=0.0, background_sd=0.0
 )
+
+
+def test_pixel_noise_augmentation_raises_each_channels_own_noise_by_up_to_the_factor():
+    example = _self_labelled_example()
+    smooth = torch.zeros((2, 120, 90))
+    example = Example("x", smooth, example.target, example.labels, (120, 90))
+    example.noise_sd = torch.tensor([0.1, 0.0])
+    factor = 3.0
+    noisy = replace(PLAIN, pixel_noise_factor=factor, pixel_noise_probability=1.0)
+    config = replace(TINY, augment=noisy, patch_px=(128, 96))
+    generator = torch.Generator().manual_seed(0)
+    measured = []
+    for _ in range(12):
+        inputs, _ = augment_batch([example], config, generator)
+        measured.append(pixel_noise_sd(inputs[0, 0].numpy()))
+        assert float(inputs[0, 1].abs().max()) == 0.0  # a channel without noise gets none
+    # Added SD is 0.1 x sqrt(f^2 - 1) for f drawn in 1..3: 0 to 0.28, varying.
+    assert max(measured) <= 0.1 * np.sqrt(factor**2 - 1) * 1.05
+    assert max(measured) > 0.15 and min(measured) < max(measured) - 0.05
+    off = replace(TINY, augment=PLAIN, patch_px=(128, 96))
+    inputs, _ = augment_batch([example], off, torch.Generator().manual_seed(0))
+    assert float(inputs.abs().max()) == 0.0
+
+
+def test_examples_carry_their_inputs_pixel_noise():
+    example = make_example(simulate_scan(5, 0, "hologic-like"), TINY)
+    assert example.noise_sd is not None and example.noise_sd.shape == (3,)
+    for channel, sd in zip(example.inputs, example.noise_sd, strict=True):
+        assert 0 < float(sd) < 1 and float(sd) == pytest.approx(pixel_noise_sd(channel.numpy()))
 
 
 def test_augmentation_moves_image_and_labels_together_and_never_flips_vertically():

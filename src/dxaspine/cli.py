@@ -253,6 +253,13 @@ def train(
     anisotropic_blur: Annotated[
         bool, typer.Option(help="Augment with row and column blur drawn apart.")
     ] = False,
+    pixel_noise_factor: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Augment by raising each input's own pixel noise by up to this factor; 1: off.",
+        ),
+    ] = 1.0,
     split: Annotated[
         Path | None, typer.Option(help="JSON with train/val/test lists of scan ids.")
     ] = None,
@@ -281,7 +288,10 @@ def train(
             ),
             preprocessing=Preprocessing(spacing_mm=spacing_mm),
             augment=AugmentConfig(
-                invert=invert, elastic_mm=elastic_mm, anisotropic_blur=anisotropic_blur
+                invert=invert,
+                elastic_mm=elastic_mm,
+                anisotropic_blur=anisotropic_blur,
+                pixel_noise_factor=pixel_noise_factor,
             ),
             epochs=epochs,
             batch_size=batch_size,

@@ -89,6 +89,18 @@ def network_input(scan: Scan, inputs: tuple[str, ...], plan: Preprocessing) -> n
     return np.stack([normalise(resample(input_image(scan, name), shape)) for name in inputs])
 
 
+def pixel_noise_sd(image: np.ndarray) -> float:
+    """Robust per-pixel noise SD of an image: 1.4826 x the median absolute
+    deviation of horizontally neighbouring pixel differences, over sqrt(2).
+    Smooth anatomy barely moves neighbouring pixels, so this reads the
+    (high-frequency) photon noise rather than the image's spread."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2 or image.shape[1] < 2:
+        raise ValueError(f"need a 2-D image at least 2 pixels wide, got shape {image.shape}")
+    differences = (image[:, 1:] - image[:, :-1]) / np.sqrt(2)
+    return float(1.4826 * np.median(np.abs(differences - np.median(differences))))
+
+
 def soft_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """One-hot label map resampled to `shape` by area: (classes, rows, cols) fractions
     that sum to 1, the training target on the working grid."""

@@ -27,7 +27,13 @@ from dxaspine.io._common import write_file_atomic
 from dxaspine.labels import VERTEBRAE
 from dxaspine.metrics import dice
 from dxaspine.network import LossConfig, NetworkConfig, build_model, soft_dice_loss
-from dxaspine.preprocess import Preprocessing, network_input, probabilities_to_labels, soft_labels
+from dxaspine.preprocess import (
+    Preprocessing,
+    network_input,
+    pixel_noise_sd,
+    probabilities_to_labels,
+    soft_labels,
+)
 from dxaspine.scan import Scan, ScanError
 
 SPLITS = ("train", "val", "test")
@@ -70,6 +76,13 @@ class AugmentConfig:
     elastic_cell_mm) that bends image and labels alike; 0: off."""
     elastic_cell_mm: float = 32.0
     elastic_probability: float = 0.5
+    pixel_noise_factor: float = 1.0
+    """Largest factor by which an example's own per-pixel noise is raised
+    (`pixel_noise_sd` of each input, white noise added per channel, in
+    pixel_noise_probability of the examples); 1: off. Scans of low-BMD,
+    heavy patients carry up to about twice the procedural cohort's typical
+    noise relative to their image's spread (docs/model.md)."""
+    pixel_noise_probability: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,9 @@ class Example:
     target: torch.Tensor
     labels: np.ndarray
     shape: tuple[int, int]
+    noise_sd: torch.Tensor | None = None
+    """Per-pixel noise SD of each input channel (`pixel_noise_sd`), in the
+    normalised units of `inputs`; None: not measured (no noise scaling)."""
 
 
 def make_example(scan: Scan, config: TrainConfig) -> Example:
@@ -159,6 +175,7 @@ def make_example(scan: Scan, config: TrainConfig) -> Example:
         torch.from_numpy(target),
         scan.labels,
         scan.shape,
+        torch.tensor([pixel_noise_sd(channel) for channel in inputs], dtype=torch.float32),
     )
 
 
@@ -214,6 +231,15 @@ def augment_batch(
             )
         image = F.grid_sample(ex.inputs[None], grid, padding_mode="border", align_corners=False)
         target = F.grid_sample(ex.target[None], grid, padding_mode="border", align_corners=False)
+        if (
+            aug.pixel_noise_factor > 1
+            and ex.noise_sd is not None
+            and uniform(0, 1) < aug.pixel_noise_probability
+        ):
+            # Raise the example's own noise SD by a factor f: add sqrt(f^2 - 1) of it.
+            factor = uniform(1, aug.pixel_noise_factor)
+            extra_sd = ex.noise_sd.view(1, -1, 1, 1) * math.sqrt(factor**2 - 1)
+            image = image + torch.randn(image.shape, generator=generator) * extra_sd
         if uniform(0, 1) < aug.blur_probability and aug.blur_mm > 0:
             sigma = uniform(0, aug.blur_mm) / spacing
             if aug.anisotropic_blur:
