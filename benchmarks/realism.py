@@ -6,7 +6,8 @@ physics (generate.acquire_materials); only the anatomy differs.
         [--ct CT2.nii.gz --labels SEG2.nii.gz ...] [--label-map totalsegmentator]
         [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
         [--model dual-energy --model MODEL.pt ...] [--control-scans 10] [--marrow-fat 0.0]
-        [--noise-draws 8] [--provenance TEXT] [--out benchmarks/results]
+        [--noise-draws 8] [--dose-factors 0.25,1,4,16] [--dose-draws 3]
+        [--provenance TEXT] [--out benchmarks/results]
 
 `--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
 Nothing is downloaded: the CTs are the user's.
@@ -48,7 +49,13 @@ Every CT-derived figure above is from one photon-noise draw; the
 `noise_draws` (`--noise-draws`, draw 0 being that scan) repeat each
 CT-derived scan with new noise and give each model's union Dice per draw,
 per scan and as the mean over each CT's scans, so that a difference
-between models can be read against what the noise alone moves.
+between models can be read against what the noise alone moves; the
+`dose_response` (`--dose-factors`, `--dose-draws`) renders each CT-derived
+scan at other doses (incident photons x factor) and gives each model's
+union Dice at each, to tell whether the noise holds a model back. The
+networks' own view of the noise: `input_noise_low/high/bone`, each input's
+per-pixel noise SD in the normalised units the network sees
+(`preprocess.pixel_noise_sd` on the 1 mm working grid).
 BMD measured with the reference mask (`bmd_error_reference_mask_percent`)
 tells the measurement's error on the anatomy apart from the model's. Each
 CT is projected in both poses (`--pose`): 'ct' as scanned (scan id
@@ -78,6 +85,7 @@ from scipy import ndimage
 from dxaspine import __version__
 from dxaspine.infer import Predictor, model_file
 from dxaspine.metrics import dice, hausdorff_mm
+from dxaspine.preprocess import Preprocessing, network_input, pixel_noise_sd
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
 from dxaspine.simulate.ct import HUCalibration
 from dxaspine.simulate.ct_pose import POSES
@@ -128,7 +136,11 @@ SCAN_KEYS = (
     "fat_fraction_spine",
     "disc_contrast",
     "tbs_total",
+    "input_noise_low",
+    "input_noise_high",
+    "input_noise_bone",
 )
+NETWORK_INPUTS = ("low", "high", "bone")
 
 
 def background_band(labels: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -307,6 +319,11 @@ def measure(noisy, clean, reference: dict[str, float]) -> dict:
     truth = clean.meta["truth"]["vertebrae"]
     cut = set(clean.meta.get("anatomy", {}).get("truncated_vertebrae", []))
     tbs_values = tbs(bone_noisy, labels, spacing)
+    inputs = network_input(noisy, NETWORK_INPUTS, Preprocessing())
+    input_noise = {
+        f"input_noise_{name}": pixel_noise_sd(channel)
+        for name, channel in zip(NETWORK_INPUTS, inputs, strict=True)
+    }
     edges = label_edge_offset_mm(vertebral_mineral(clean), labels, spacing[1])
     waists = body_waist(clean.truth_maps["body_labels"])
     vertebrae = {}
@@ -338,6 +355,7 @@ def measure(noisy, clean, reference: dict[str, float]) -> dict:
         "fat_fraction_spine": float(np.median(fat[mask])),
         "disc_contrast": disc_contrast(clean.truth_maps["bone_g_cm2"], labels),
         "tbs_total": float(np.nanmean([v["tbs"] for v in vertebrae.values()] or [math.nan])),
+        **input_noise,
     }
     return {"scan_id": clean.scan_id, "device": clean.device, "scan": scan, "vertebrae": vertebrae}
 
@@ -401,6 +419,24 @@ def noise_draw_dice(predictor: Predictor, projection, source: dict, device: str,
         scan = scan_from_projection(projection, source, device, seed, RenderOptions())
         values.append(dice(predictor.segment(scan).labels > 0, scan.labels > 0))
     return values
+
+
+def dose_response_dice(
+    predictor: Predictor, projection, source: dict, device: str, factors, draws: int
+) -> list[float]:
+    """Union Dice of `predictor` on one CT-derived scan rendered at each dose
+    factor (incident photons x factor: noise SD / sqrt(factor)), mean over
+    photon-noise draws 0..draws-1."""
+    profile = get_device(device)
+    means = []
+    for factor in factors:
+        dosed = dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
+        values = []
+        for seed in range(draws):
+            scan = scan_from_projection(projection, source, dosed, seed, RenderOptions())
+            values.append(dice(predictor.segment(scan).labels > 0, scan.labels > 0))
+        means.append(float(np.mean(values)))
+    return means
 
 
 def noise_draw_summary(rows: list[dict]) -> dict:
@@ -648,6 +684,7 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
         )
     console.print(table)
     print_noise_draw_table(name, model, console)
+    print_dose_table(name, model, console)
     print_miss_table(name, model, console)
     table = Table(title=f"Anatomy swap on SIMULATED scans: {name}'s union Dice")
     columns = ("ct_as_is", "ct_bone_procedural_soft", "procedural_bone_ct_soft", "procedural_as_is")
@@ -698,6 +735,21 @@ def print_noise_draw_table(name: str, model: dict, console: Console) -> None:
             f"{fmt(r.get('mean'))} ({fmt(r.get('sd'))})",
             f"{fmt(r.get('min'))}..{fmt(r.get('max'))}",
         )
+    console.print(table)
+
+
+def print_dose_table(name: str, model: dict, console: Console) -> None:
+    dose = model["dose_response"]
+    if not dose["factors"]:
+        return
+    table = Table(
+        title=f"{name}'s union Dice on CT-derived SIMULATED scans at other doses "
+        f"(incident photons x factor; mean of {dose['draws']} noise draws)"
+    )
+    for column in ("scan", "device", *(f"x{f:g}" for f in dose["factors"])):
+        table.add_column(column, justify="right")
+    for r in dose["scans"]:
+        table.add_row(r["scan_id"], r["device"], *(fmt(v) for v in r["union_dice_by_factor"]))
     console.print(table)
 
 
@@ -777,6 +829,15 @@ def main() -> None:
         default=8,
         help="photon-noise draws of each CT-derived scan for the models' union Dice spread",
     )
+    parser.add_argument(
+        "--dose-factors",
+        default="0.25,1,4,16",
+        help="dose factors (incident photons x factor) for the models' dose response on the "
+        "CT-derived scans; '' skips it",
+    )
+    parser.add_argument(
+        "--dose-draws", type=int, default=3, help="photon-noise draws per dose factor"
+    )
     parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -789,10 +850,12 @@ def main() -> None:
     calibration = HUCalibration(marrow_fat_fraction=args.marrow_fat)
     models = args.model or ["dual-energy", "dual-energy-bone"]
     predictors = {name: Predictor(name, "cpu") for name in models}
+    dose_factors = [float(f) for f in args.dose_factors.split(",") if f.strip()]
 
     ct_sources, ct_measures = [], {d: [] for d in devices}
     ct_model = {name: [] for name in models}
     ct_draws = {name: [] for name in models}
+    ct_dose = {name: [] for name in models}
     ct_clean = {d: [] for d in devices}
     for (ct_path, labels_path), pose in itertools.product(pairs, poses):
         projection, source = project_ct(
@@ -822,6 +885,16 @@ def main() -> None:
                         "ct_file": source["ct_file"],
                         "union_dice": draws,
                         **distribution(draws),
+                    }
+                )
+                ct_dose[name].append(
+                    {
+                        "scan_id": noisy.scan_id,
+                        "device": device,
+                        "ct_file": source["ct_file"],
+                        "union_dice_by_factor": dose_response_dice(
+                            predictor, projection, source, device, dose_factors, args.dose_draws
+                        ),
                     }
                 )
             ct_clean[device].append(clean)
@@ -868,6 +941,11 @@ def main() -> None:
                 "draws": args.noise_draws,
                 "scans": ct_draws[name],
                 "by_ct": noise_draw_summary(ct_draws[name]),
+            },
+            "dose_response": {
+                "factors": dose_factors,
+                "draws": args.dose_draws,
+                "scans": ct_dose[name],
             },
             "procedural_summary": procedural_summary(proc_model[name]),
             "anatomy_swap": swaps,
