@@ -95,7 +95,7 @@ from dxaspine.simulate.ct_scan import (
     project_ct,
     scan_from_projection,
 )
-from dxaspine.simulate.devices import DEVICES, get_device
+from dxaspine.simulate.devices import DEVICES, DeviceProfile, get_device
 from dxaspine.simulate.generate import RenderOptions, acquire_materials, simulate_scan
 from dxaspine.tbs import tbs
 
@@ -411,7 +411,9 @@ def model_results(
     }
 
 
-def noise_draw_dice(predictor: Predictor, projection, source: dict, device: str, draws: int):
+def noise_draw_dice(
+    predictor: Predictor, projection, source: dict, device: str | DeviceProfile, draws: int
+):
     """Union Dice of `predictor` on one CT-derived scan under photon-noise draws
     0..draws-1 (draw 0 is the scan the other figures use)."""
     values = []
@@ -428,15 +430,13 @@ def dose_response_dice(
     factor (incident photons x factor: noise SD / sqrt(factor)), mean over
     photon-noise draws 0..draws-1."""
     profile = get_device(device)
-    means = []
-    for factor in factors:
-        dosed = dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
-        values = []
-        for seed in range(draws):
-            scan = scan_from_projection(projection, source, dosed, seed, RenderOptions())
-            values.append(dice(predictor.segment(scan).labels > 0, scan.labels > 0))
-        means.append(float(np.mean(values)))
-    return means
+    return [
+        float(np.mean(noise_draw_dice(predictor, projection, source, dosed, draws)))
+        for dosed in (
+            dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
+            for factor in factors
+        )
+    ]
 
 
 def noise_draw_summary(rows: list[dict]) -> dict:
