@@ -7,6 +7,7 @@ physics (generate.acquire_materials); only the anatomy differs.
         [--n 40] [--seed 3001] [--device hologic-like --device lunar-like]
         [--model dual-energy --model MODEL.pt ...] [--control-scans 10] [--marrow-fat 0.0]
         [--noise-draws 8] [--dose-factors 0.25,1,4,16] [--dose-draws 3]
+        [--blur-factors 1,16] [--blur-mm 1.25]
         [--provenance TEXT] [--out benchmarks/results]
 
 `--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
@@ -52,7 +53,10 @@ per scan and as the mean over each CT's scans, so that a difference
 between models can be read against what the noise alone moves; the
 `dose_response` (`--dose-factors`, `--dose-draws`) renders each CT-derived
 scan at other doses (incident photons x factor) and gives each model's
-union Dice at each, to tell whether the noise holds a model back. The
+union Dice at each, to tell whether the noise holds a model back; the
+`blur_response` (`--blur-factors`, `--blur-mm`) segments each CT-derived
+scan at those doses with both energies blurred along its rows, and along
+its columns, to tell which direction's fine detail misleads a model. The
 networks' own view of the noise: `input_noise_low/high/bone`, each input's
 per-pixel noise SD in the normalised units the network sees
 (`preprocess.pixel_noise_sd` on the 1 mm working grid).
@@ -412,15 +416,51 @@ def model_results(
 
 
 def noise_draw_dice(
-    predictor: Predictor, projection, source: dict, device: str | DeviceProfile, draws: int
+    predictor: Predictor,
+    projection,
+    source: dict,
+    device: str | DeviceProfile,
+    draws: int,
+    blur: tuple[int, float] | None = None,
 ):
     """Union Dice of `predictor` on one CT-derived scan under photon-noise draws
-    0..draws-1 (draw 0 is the scan the other figures use)."""
+    0..draws-1 (draw 0 is the scan the other figures use). `blur` (axis, SD mm)
+    smooths both energies along rows (0) or columns (1) before segmenting."""
     values = []
     for seed in range(draws):
         scan = scan_from_projection(projection, source, device, seed, RenderOptions())
-        values.append(dice(predictor.segment(scan).labels > 0, scan.labels > 0))
+        seen = scan
+        if blur is not None:
+            axis, sd_mm = blur
+            sd_px = sd_mm / scan.spacing_mm[axis]
+            seen = dataclasses.replace(
+                scan,
+                low=ndimage.gaussian_filter1d(scan.low, sd_px, axis=axis),
+                high=ndimage.gaussian_filter1d(scan.high, sd_px, axis=axis),
+            )
+        values.append(dice(predictor.segment(seen).labels > 0, scan.labels > 0))
     return values
+
+
+BLUR_AXES = {"rows": 0, "columns": 1}
+
+
+def blur_response_dice(
+    predictor: Predictor, projection, source: dict, device: str, factors, draws: int, sd_mm: float
+) -> dict[str, list[float]]:
+    """Union Dice of `predictor` on one CT-derived scan at each dose factor with
+    both energies blurred along rows or along columns (Gaussian SD `sd_mm`), mean
+    over noise draws: which direction's fine detail holds the model back."""
+    profile = get_device(device)
+    out: dict[str, list[float]] = {direction: [] for direction in BLUR_AXES}
+    for factor in factors:
+        dosed = dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
+        for direction, axis in BLUR_AXES.items():
+            draws_dice = noise_draw_dice(
+                predictor, projection, source, dosed, draws, blur=(axis, sd_mm)
+            )
+            out[direction].append(float(np.mean(draws_dice)))
+    return out
 
 
 def dose_response_dice(
@@ -685,6 +725,7 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
     console.print(table)
     print_noise_draw_table(name, model, console)
     print_dose_table(name, model, console)
+    print_blur_table(name, model, console)
     print_miss_table(name, model, console)
     table = Table(title=f"Anatomy swap on SIMULATED scans: {name}'s union Dice")
     columns = ("ct_as_is", "ct_bone_procedural_soft", "procedural_bone_ct_soft", "procedural_as_is")
@@ -750,6 +791,23 @@ def print_dose_table(name: str, model: dict, console: Console) -> None:
         table.add_column(column, justify="right")
     for r in dose["scans"]:
         table.add_row(r["scan_id"], r["device"], *(fmt(v) for v in r["union_dice_by_factor"]))
+    console.print(table)
+
+
+def print_blur_table(name: str, model: dict, console: Console) -> None:
+    blur = model["blur_response"]
+    if not blur["factors"]:
+        return
+    table = Table(
+        title=f"{name}'s union Dice on CT-derived SIMULATED scans with both energies blurred "
+        f"(Gaussian SD {blur['sd_mm']:g} mm; mean of {blur['draws']} noise draws)"
+    )
+    columns = [f"{d} x{f:g}" for d in BLUR_AXES for f in blur["factors"]]
+    for column in ("scan", "device", *columns):
+        table.add_column(column, justify="right")
+    for r in blur["scans"]:
+        values = [v for d in BLUR_AXES for v in r[d]]
+        table.add_row(r["scan_id"], r["device"], *(fmt(v) for v in values))
     console.print(table)
 
 
@@ -838,6 +896,13 @@ def main() -> None:
     parser.add_argument(
         "--dose-draws", type=int, default=3, help="photon-noise draws per dose factor"
     )
+    parser.add_argument(
+        "--blur-factors",
+        default="1,16",
+        help="dose factors at which each CT-derived scan is also segmented blurred along its "
+        "rows and along its columns; '' skips it",
+    )
+    parser.add_argument("--blur-mm", type=float, default=1.25, help="that blur's Gaussian SD")
     parser.add_argument("--provenance", default="", help="where the CTs come from (recorded)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -851,11 +916,13 @@ def main() -> None:
     models = args.model or ["dual-energy", "dual-energy-bone"]
     predictors = {name: Predictor(name, "cpu") for name in models}
     dose_factors = [float(f) for f in args.dose_factors.split(",") if f.strip()]
+    blur_factors = [float(f) for f in args.blur_factors.split(",") if f.strip()]
 
     ct_sources, ct_measures = [], {d: [] for d in devices}
     ct_model = {name: [] for name in models}
     ct_draws = {name: [] for name in models}
     ct_dose = {name: [] for name in models}
+    ct_blur = {name: [] for name in models}
     ct_clean = {d: [] for d in devices}
     for (ct_path, labels_path), pose in itertools.product(pairs, poses):
         projection, source = project_ct(
@@ -894,6 +961,22 @@ def main() -> None:
                         "ct_file": source["ct_file"],
                         "union_dice_by_factor": dose_response_dice(
                             predictor, projection, source, device, dose_factors, args.dose_draws
+                        ),
+                    }
+                )
+                ct_blur[name].append(
+                    {
+                        "scan_id": noisy.scan_id,
+                        "device": device,
+                        "ct_file": source["ct_file"],
+                        **blur_response_dice(
+                            predictor,
+                            projection,
+                            source,
+                            device,
+                            blur_factors,
+                            args.dose_draws,
+                            args.blur_mm,
                         ),
                     }
                 )
@@ -946,6 +1029,12 @@ def main() -> None:
                 "factors": dose_factors,
                 "draws": args.dose_draws,
                 "scans": ct_dose[name],
+            },
+            "blur_response": {
+                "factors": blur_factors,
+                "sd_mm": args.blur_mm,
+                "draws": args.dose_draws,
+                "scans": ct_blur[name],
             },
             "procedural_summary": procedural_summary(proc_model[name]),
             "anatomy_swap": swaps,
