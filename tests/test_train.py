@@ -72,10 +72,10 @@ PLAIN = AugmentConfig(
 
 
 def test_pixel_noise_augmentation_raises_each_channels_own_noise_by_up_to_the_factor():
-    example = _self_labelled_example()
+    labelled = _self_labelled_example()
     smooth = torch.zeros((2, 120, 90))
-    example = Example("x", smooth, example.target, example.labels, (120, 90))
-    example.noise_sd = torch.tensor([0.1, 0.0])
+    noise_sd = torch.tensor([0.1, 0.0])
+    example = Example("x", smooth, labelled.target, labelled.labels, (120, 90), noise_sd)
     factor = 3.0
     noisy = replace(PLAIN, pixel_noise_factor=factor, pixel_noise_probability=1.0)
     config = replace(TINY, augment=noisy, patch_px=(128, 96))
