@@ -93,6 +93,32 @@ def test_pixel_noise_augmentation_raises_each_channels_own_noise_by_up_to_the_fa
     assert float(inputs.abs().max()) == 0.0
 
 
+def test_grained_pixel_noise_keeps_its_size_and_gains_structure():
+    labelled = _self_labelled_example()
+    example = Example(
+        "x", torch.zeros((1, 120, 90)), labelled.target, labelled.labels, (120, 90),
+        torch.tensor([0.1]),
+    )
+    grained = replace(
+        PLAIN, pixel_noise_factor=3.0, pixel_noise_probability=1.0, pixel_noise_grain_mm=3.0
+    )
+    config = replace(TINY, augment=grained, patch_px=(128, 96))
+    generator = torch.Generator().manual_seed(1)
+    correlations, sds = [], []
+    for _ in range(12):
+        inputs, _ = augment_batch([example], config, generator)
+        image = inputs[0, 0].numpy()
+        sds.append(float(image.std()))
+        below = np.corrcoef(image[:-1].ravel(), image[1:].ravel())[0, 1]
+        beside = np.corrcoef(image[:, :-1].ravel(), image[:, 1:].ravel())[0, 1]
+        correlations.append((below, beside))
+    # The SD is the white noise's (0.1 x sqrt(f^2 - 1), f in 1..3); neighbours now correlate,
+    # more along one axis than the other in some draws (streaks).
+    assert max(sds) <= 0.1 * np.sqrt(8) * 1.05 and max(sds) > 0.1
+    assert max(max(c) for c in correlations) > 0.8
+    assert max(abs(b - s) for b, s in correlations) > 0.2
+
+
 def test_examples_carry_their_inputs_pixel_noise():
     example = make_example(simulate_scan(5, 0, "hologic-like"), TINY)
     assert example.noise_sd is not None and example.noise_sd.shape == (3,)

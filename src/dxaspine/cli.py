@@ -260,6 +260,13 @@ def train(
             help="Augment by raising each input's own pixel noise by up to this factor; 1: off.",
         ),
     ] = 1.0,
+    pixel_noise_grain_mm: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Smooth that added noise into grains or streaks, SD up to this (mm) per axis.",
+        ),
+    ] = 0.0,
     split: Annotated[
         Path | None, typer.Option(help="JSON with train/val/test lists of scan ids.")
     ] = None,
@@ -292,6 +299,7 @@ def train(
                 elastic_mm=elastic_mm,
                 anisotropic_blur=anisotropic_blur,
                 pixel_noise_factor=pixel_noise_factor,
+                pixel_noise_grain_mm=pixel_noise_grain_mm,
             ),
             epochs=epochs,
             batch_size=batch_size,
