@@ -445,16 +445,22 @@ def noise_draw_dice(
 BLUR_AXES = {"rows": 0, "columns": 1}
 
 
+def at_dose(device: str, factor: float) -> DeviceProfile:
+    """The device profile with its incident photons per pixel times `factor`
+    (photon-noise SD / sqrt(factor))."""
+    profile = get_device(device)
+    return dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
+
+
 def blur_response_dice(
     predictor: Predictor, projection, source: dict, device: str, factors, draws: int, sd_mm: float
 ) -> dict[str, list[float]]:
     """Union Dice of `predictor` on one CT-derived scan at each dose factor with
     both energies blurred along rows or along columns (Gaussian SD `sd_mm`), mean
     over noise draws: which direction's fine detail holds the model back."""
-    profile = get_device(device)
     out: dict[str, list[float]] = {direction: [] for direction in BLUR_AXES}
     for factor in factors:
-        dosed = dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
+        dosed = at_dose(device, factor)
         for direction, axis in BLUR_AXES.items():
             draws_dice = noise_draw_dice(
                 predictor, projection, source, dosed, draws, blur=(axis, sd_mm)
@@ -469,13 +475,9 @@ def dose_response_dice(
     """Union Dice of `predictor` on one CT-derived scan rendered at each dose
     factor (incident photons x factor: noise SD / sqrt(factor)), mean over
     photon-noise draws 0..draws-1."""
-    profile = get_device(device)
     return [
-        float(np.mean(noise_draw_dice(predictor, projection, source, dosed, draws)))
-        for dosed in (
-            dataclasses.replace(profile, photons_per_pixel=profile.photons_per_pixel * factor)
-            for factor in factors
-        )
+        float(np.mean(noise_draw_dice(predictor, projection, source, at_dose(device, f), draws)))
+        for f in factors
     ]
 
 
@@ -944,42 +946,27 @@ def main() -> None:
             ct_measures[device].append(measure(noisy, clean, reference))
             for name, predictor in predictors.items():
                 ct_model[name].append(model_results(predictor, noisy, bone, reference))
+                scan_row = {
+                    "scan_id": noisy.scan_id,
+                    "device": device,
+                    "ct_file": source["ct_file"],
+                }
                 draws = noise_draw_dice(predictor, projection, source, device, args.noise_draws)
-                ct_draws[name].append(
-                    {
-                        "scan_id": noisy.scan_id,
-                        "device": device,
-                        "ct_file": source["ct_file"],
-                        "union_dice": draws,
-                        **distribution(draws),
-                    }
+                ct_draws[name].append(scan_row | {"union_dice": draws, **distribution(draws)})
+                dose = dose_response_dice(
+                    predictor, projection, source, device, dose_factors, args.dose_draws
                 )
-                ct_dose[name].append(
-                    {
-                        "scan_id": noisy.scan_id,
-                        "device": device,
-                        "ct_file": source["ct_file"],
-                        "union_dice_by_factor": dose_response_dice(
-                            predictor, projection, source, device, dose_factors, args.dose_draws
-                        ),
-                    }
+                ct_dose[name].append(scan_row | {"union_dice_by_factor": dose})
+                blurred = blur_response_dice(
+                    predictor,
+                    projection,
+                    source,
+                    device,
+                    blur_factors,
+                    args.dose_draws,
+                    args.blur_mm,
                 )
-                ct_blur[name].append(
-                    {
-                        "scan_id": noisy.scan_id,
-                        "device": device,
-                        "ct_file": source["ct_file"],
-                        **blur_response_dice(
-                            predictor,
-                            projection,
-                            source,
-                            device,
-                            blur_factors,
-                            args.dose_draws,
-                            args.blur_mm,
-                        ),
-                    }
-                )
+                ct_blur[name].append(scan_row | blurred)
             ct_clean[device].append(clean)
             ct_sources[-1].setdefault("coverage", {})[device] = {
                 k: noisy.meta["anatomy"][k]
