@@ -783,32 +783,35 @@ def print_noise_draw_table(name: str, model: dict, console: Console) -> None:
 
 def print_dose_table(name: str, model: dict, console: Console) -> None:
     dose = model["dose_response"]
-    if not dose["factors"]:
-        return
-    table = Table(
-        title=f"{name}'s union Dice on CT-derived SIMULATED scans at other doses "
-        f"(incident photons x factor; mean of {dose['draws']} noise draws)"
+    print_scan_table(
+        f"{name}'s union Dice on CT-derived SIMULATED scans at other doses "
+        f"(incident photons x factor; mean of {dose['draws']} noise draws)",
+        [f"x{f:g}" for f in dose["factors"]],
+        [(r, r["union_dice_by_factor"]) for r in dose["scans"]],
+        console,
     )
-    for column in ("scan", "device", *(f"x{f:g}" for f in dose["factors"])):
-        table.add_column(column, justify="right")
-    for r in dose["scans"]:
-        table.add_row(r["scan_id"], r["device"], *(fmt(v) for v in r["union_dice_by_factor"]))
-    console.print(table)
 
 
 def print_blur_table(name: str, model: dict, console: Console) -> None:
     blur = model["blur_response"]
-    if not blur["factors"]:
-        return
-    table = Table(
-        title=f"{name}'s union Dice on CT-derived SIMULATED scans with both energies blurred "
-        f"(Gaussian SD {blur['sd_mm']:g} mm; mean of {blur['draws']} noise draws)"
+    print_scan_table(
+        f"{name}'s union Dice on CT-derived SIMULATED scans with both energies blurred "
+        f"(Gaussian SD {blur['sd_mm']:g} mm; mean of {blur['draws']} noise draws)",
+        [f"{d} x{f:g}" for d in BLUR_AXES for f in blur["factors"]],
+        [(r, [v for d in BLUR_AXES for v in r[d]]) for r in blur["scans"]],
+        console,
     )
-    columns = [f"{d} x{f:g}" for d in BLUR_AXES for f in blur["factors"]]
+
+
+def print_scan_table(title: str, columns: list[str], rows, console: Console) -> None:
+    """One row per CT-derived scan (scan id, device, then `columns`); nothing
+    when there are no columns (the figure was skipped)."""
+    if not columns:
+        return
+    table = Table(title=title)
     for column in ("scan", "device", *columns):
         table.add_column(column, justify="right")
-    for r in blur["scans"]:
-        values = [v for d in BLUR_AXES for v in r[d]]
+    for r, values in rows:
         table.add_row(r["scan_id"], r["device"], *(fmt(v) for v in values))
     console.print(table)
 
