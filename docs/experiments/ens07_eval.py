@@ -15,13 +15,13 @@ import torch
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from realism import noise_draw_dice  # noqa: E402
-from segmentation import evaluate, print_tables, targets_met  # noqa: E402
+from realism import noise_draw_dice
+from segmentation import evaluate, print_tables, targets_met
 
-from dxaspine.infer import Predictor, load_model, predict_probabilities  # noqa: E402
-from dxaspine.preprocess import network_input, probabilities_to_labels  # noqa: E402
-from dxaspine.simulate.ct_scan import project_ct  # noqa: E402
-from dxaspine.simulate.generate import simulate_scan  # noqa: E402
+from dxaspine.infer import Predictor, load_model, predict_probabilities
+from dxaspine.preprocess import network_input, probabilities_to_labels
+from dxaspine.simulate.ct_scan import project_ct
+from dxaspine.simulate.generate import simulate_scan
 
 MEMBERS = ["build/runs/noise07s0/best.pt", "build/runs/noise07s1/best.pt"]
 INCUMBENT = "src/dxaspine/models/dual_energy_bone.pt"
