@@ -56,6 +56,16 @@ def test_segment_writes_every_output_and_skips_a_bad_file(tiny_model, make_scan,
         assert not any(key.startswith(("L1-", "L2-", "L3-")) for key in row)
     run = json.loads((out / "segment.json").read_text())
     assert str(inputs / "broken.npz") in run["failures"] and run["versions"]["torch"]
+    # An untrained network's labels are no spine: every scan is listed for review.
+    for row, scan_id in zip(rows, ("test-0000", "test-0001"), strict=True):
+        scores = json.loads((out / f"{scan_id}_scores.json").read_text())
+        assert row["qc_review"] == "True" and scores["qc"]["review"] is True
+        assert row["qc_findings"].split() == [f["code"] for f in scores["qc"]["findings"]]
+    assert (
+        sorted(run["review"])
+        == sorted(summary["review"])
+        == sorted(str(inputs / f"scan{seed}.npz") for seed in (0, 1))
+    )
 
 
 def test_segment_all_good_exits_zero_and_bad_options_exit_two(tiny_model, make_scan, tmp_path):

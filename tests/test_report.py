@@ -47,6 +47,31 @@ def test_report_total_is_sum_bmc_over_sum_area(scan):
         assert row["tbs"] is not None
 
 
+def test_report_carries_qc_findings_of_the_labels(scan):
+    calibration = device_calibration("hologic-like")
+    assert scores_to_dict(scan, scan.labels, calibration)["qc"] == {
+        "review": False,
+        "findings": [],
+    }
+    merged = np.where(scan.labels == 2, 1, scan.labels).astype(np.uint8)  # L1 runs into L2
+    qc = scores_to_dict(scan, merged, calibration)["qc"]
+    assert qc["review"] is True
+    assert qc["findings"][0] == {
+        "code": "missing",
+        "vertebrae": ["L2"],
+        "message": "no label for L2",
+    }
+
+
+def test_score_cli_prints_review_lines(scan, tmp_path: Path):
+    labels = np.where(scan.labels == 4, 0, scan.labels).astype(np.uint8)
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    path = write_scan(scan, tmp_path / "scan.npz")[0]
+    result = runner.invoke(app, ["score", str(path), "--mask", str(tmp_path / "labels.png")])
+    assert result.exit_code == 0, result.output
+    assert "Review: no label for L4" in result.output
+
+
 def test_score_cli_prints_table_and_json(scan_file: Path):
     table = runner.invoke(app, ["score", str(scan_file)])
     assert table.exit_code == 0, table.output

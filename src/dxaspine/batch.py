@@ -2,9 +2,10 @@
 
 Per scan, in OUT: `<id>_labels.png` and `<id>_labels.npz` (the L1..L4 map),
 `<id>_overlay.png`, `<id>_seg.dcm` (a DICOM SEG, when the input was DICOM),
-`<id>_scores.json`; for the batch, `scores.csv` (one row per scan) and
-`segment.json` (the run: model, versions, every file, every failure). A bad
-file is reported and skipped, and the rest go on.
+`<id>_scores.json` (with its QC findings, `dxaspine.qc`); for the batch,
+`scores.csv` (one row per scan) and `segment.json` (the run: model, versions,
+every file, every failure, every scan to review). A bad file is reported and
+skipped, and the rest go on.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class BatchResult:
 
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    review: dict[str, list[str]] = field(default_factory=dict)
+    """Input -> the QC findings' messages, for scans whose labels should be reviewed."""
 
     @property
     def ok(self) -> bool:
@@ -113,6 +116,8 @@ def csv_row(source: str, segmentation: Segmentation, report: dict) -> dict[str, 
         row[f"total_{name}"] = report["total"][name]
     row["excluded_from_total"] = " ".join(report.get("excluded_from_total", []))
     row["who_category"] = report["who_category"]
+    row["qc_review"] = report["qc"]["review"]
+    row["qc_findings"] = " ".join(f["code"] for f in report["qc"]["findings"])
     return row
 
 
@@ -137,6 +142,8 @@ def segment_files(
             written, report = _write_outputs(path, scan, segmentation, out_dir, options)
             result.outputs[str(path)] = written
             rows.append(csv_row(str(path), segmentation, report))
+            if report["qc"]["review"]:
+                result.review[str(path)] = [f["message"] for f in report["qc"]["findings"]]
             error = None
         except (ScanError, ValueError, OSError) as exc:
             error = str(exc)
@@ -154,6 +161,7 @@ def segment_files(
         "inputs": [str(p) for p in inputs],
         "outputs": result.outputs,
         "failures": result.failures,
+        "review": result.review,
         "device": predictor.device,
         "versions": versions(),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -364,11 +364,21 @@ def segment(
                 console.print(f"[red]skipped[/red] {error}")
 
         result = segment_files(files, out, predictor, options, report)
-    summary = {"segmented": len(result.outputs), "failed": result.failures, "out": str(out)}
+    summary = {
+        "segmented": len(result.outputs),
+        "failed": result.failures,
+        "review": result.review,
+        "out": str(out),
+    }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     elif not quiet:
-        typer.echo(f"segmented {len(result.outputs)} of {len(files)} scans into {out}")
+        for path, messages in result.review.items():
+            console.print(f"[yellow]review[/yellow] {path}: {'; '.join(messages)}")
+        typer.echo(
+            f"segmented {len(result.outputs)} of {len(files)} scans into {out}"
+            + (f"; {len(result.review)} to review (segment.json)" if result.review else "")
+        )
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -26,6 +26,7 @@ from dxaspine.scan import Scan
 
 if TYPE_CHECKING:
     from dxaspine.postprocess import PostprocessConfig
+    from dxaspine.qc import Finding, QCConfig
 
 MODEL_FORMAT = "dxaspine-model/1"
 PREPROCESSING_KEY = "dxaspine.preprocessing"
@@ -193,6 +194,12 @@ class Segmentation:
     def mask(self) -> np.ndarray:
         """Binary L1-L4 mask: the union of the vertebra labels."""
         return (self.labels > 0).astype(np.uint8)
+
+    def qc(self, config: QCConfig | None = None) -> list[Finding]:
+        """Reasons to review these labels (`dxaspine.qc`); empty when they look plausible."""
+        from dxaspine.qc import check_labels
+
+        return check_labels(self.labels, self.spacing_mm, config)
 
 
 class Predictor:

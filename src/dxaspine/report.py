@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dxaspine import __version__
 from dxaspine.labels import VERTEBRAE
+from dxaspine.qc import check_labels, qc_report
 from dxaspine.scan import Scan
 from dxaspine.scores import (
     Calibration,
@@ -67,7 +68,8 @@ def scores_to_dict(
     BMD needs both energies and a calibration: without them (a single
     exported image, or an unknown device) BMD, T and Z are reported as
     unavailable (None, with `bmd_note` saying why), never guessed, and TBS is
-    computed on the image there is, flagged `tbs_uncalibrated`.
+    computed on the image there is, flagged `tbs_uncalibrated`. `qc` says
+    whether the labelling should be reviewed, and why (`dxaspine.qc`).
     """
     from dxaspine.baseline import label_vertebrae
 
@@ -131,6 +133,7 @@ def scores_to_dict(
             "sd_g_cm2": result.reference.sd_g_cm2,
         },
         "t_score_per_vertebra_approximate": result.t_score_approximate,
+        "qc": qc_report(check_labels(labels, scan.spacing_mm)),
         "tbs_note": "open variogram TBS (lags_mm "
         f"{list(tbs_config.lags_mm)}), not the commercial calibrated TBS; "
         "clinical cut-offs do not apply",
@@ -186,4 +189,6 @@ def scores_table(report: dict[str, Any]) -> Table:
         )
     if report.get("bmd_note"):
         table.caption += f"\nBMD unavailable: {report['bmd_note']}."
+    for finding in report.get("qc", {}).get("findings", []):
+        table.caption += f"\n[yellow]Review[/yellow]: {finding['message']}."
     return table
