@@ -47,6 +47,7 @@ def test_identical_predictions_are_perfect_and_every_file_is_written(simulated_c
     assert summary["simulated"] is True and "simulated" in summary["note"]
     assert summary["counts"]["baseline_failures"] + summary["bmd"]["baseline"]["n"] == 3
     assert "rmsd_ratio_baseline_over_dxaspine" in summary["bmd"]
+    assert summary["qc"]["flagged"] == summary["qc"]["reference_flagged"] == 0
     written = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert written == summary
     per_scan = _read_csv(tmp_path / "out" / "per_scan.csv")
@@ -82,6 +83,27 @@ def test_a_column_shift_gives_the_expected_hausdorff_without_bmd_or_baseline(
     row = _read_csv(tmp_path / "out" / "per_scan.csv")[0]
     assert row["bmd_g_cm2_ref"] == "" and row["who_ref"] == "unknown"
     assert not any(key.startswith("baseline") for key in row)
+
+
+def test_qc_flags_are_counted_and_split_the_dice(tmp_path, make_prediction, make_cohort_folders):
+    pred, ref = make_cohort_folders(tmp_path)
+    for index in range(3):
+        scan = simulate_scan(5, index, "lunar-like")
+        write_scan(scan, ref / f"{scan.scan_id}.npz")
+        labels = scan.labels.copy()
+        if index == 1:
+            labels[labels == 4] = 0  # the model missed L4
+        make_prediction(pred, scan.scan_id, labels, scan.spacing_mm)
+    summary = evaluate_cohort(pred, ref, tmp_path / "out", with_baseline=False, n_bootstrap=0)
+    qc = summary["qc"]
+    assert qc["flagged"] == 1 and qc["reference_flagged"] == 0
+    assert qc["dice_unflagged"]["mean"] == 1.0 and qc["dice_unflagged"]["n"] == 2
+    assert 0.5 < qc["dice_flagged"]["mean"] < 1.0 and qc["dice_flagged"]["n"] == 1
+    rows = _read_csv(tmp_path / "out" / "per_scan.csv")
+    assert [row["qc_findings"] for row in rows] == ["", "missing", ""]
+    assert all(row["ref_qc_findings"] == "" for row in rows)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "QC flagged 1 labelling of the predictions" in page
 
 
 def test_a_failed_baseline_gives_nan_and_is_counted(

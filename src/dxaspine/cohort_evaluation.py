@@ -25,6 +25,7 @@ from dxaspine.io._common import one_line, write_file_atomic
 from dxaspine.labels import VERTEBRAE
 from dxaspine.metrics import dice
 from dxaspine.pairing import pair_cohort, read_reference, reference_paths
+from dxaspine.qc import check_labels
 from dxaspine.report import bmd_and_tbs
 from dxaspine.scan import Scan, ScanError
 from dxaspine.scores import (
@@ -216,6 +217,8 @@ def _evaluate_scan(
         row.update({prefix + key: value for key, value in overlap.items()})
         if method == "pred":
             row.update({f"dice_{name}": value for name, value in per_vertebra.items()})
+            row["qc_findings"] = _qc_codes(predicted, scan.spacing_mm)
+            row["ref_qc_findings"] = _qc_codes(reference, scan.spacing_mm)
         for entry in vertebrae:
             entry[f"{prefix}dice"] = per_vertebra[entry["vertebra"]]
     for key in ("bmd_g_cm2", "tbs"):
@@ -239,6 +242,13 @@ def _evaluate_scan(
                 entry[f"bmd_g_cm2_{method}"] - entry["bmd_g_cm2_ref"]
             )
     return row, vertebrae
+
+
+def _qc_codes(labels: np.ndarray | None, spacing_mm: tuple[float, float]) -> str:
+    """The QC finding codes of a labelling, space-separated ('' when it passes)."""
+    if labels is None:
+        return ""
+    return " ".join(finding.code for finding in check_labels(labels, spacing_mm))
 
 
 def _bone_scores(

@@ -50,6 +50,19 @@ def _rmsd_ratio(rows: np.ndarray) -> float:
         return float(np.float64(baseline) / method)
 
 
+def qc_summary(scan_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many predicted (and reference) labellings the QC checks flag, and the
+    predictions' union Dice with and without a flag (`dxaspine.qc`)."""
+    flagged = [bool(r["qc_findings"]) for r in scan_rows]
+    dice_values = _column(scan_rows, "dice")
+    return {
+        "flagged": int(sum(flagged)),
+        "reference_flagged": int(sum(bool(r.get("ref_qc_findings")) for r in scan_rows)),
+        "dice_flagged": mean_sd(dice_values[np.array(flagged)]),
+        "dice_unflagged": mean_sd(dice_values[~np.array(flagged)]),
+    }
+
+
 def summarise(
     scan_rows: list[dict[str, Any]],
     vertebra_rows: list[dict[str, Any]],
@@ -66,7 +79,8 @@ def summarise(
     ours; the fraction of scans whose WHO category is unchanged; under
     'diagnosis', how often the WHO and the TBS category change, with their
     cross-tables (`diagnosis_changes`); under 'overlap_by_split', overlap
-    per split when the rows carry a 'split'. CIs are
+    per split when the rows carry a 'split'; under 'qc', how many labellings
+    the QC checks flag (`qc_summary`). CIs are
     percentile bootstraps over scans, `n` resamples from `seed` (None when n
     is 0). Values may be nan; `plain` makes the dict JSON-ready.
     """
@@ -126,6 +140,8 @@ def summarise(
                 "n": len(rows),
             }
     summary["diagnosis"] = diagnosis_changes(scan_rows, tuple(methods), tbs_cutoffs)
+    if scan_rows and all("qc_findings" in row for row in scan_rows):
+        summary["qc"] = qc_summary(scan_rows)
     if any("split" in row for row in scan_rows):
         summary["overlap_by_split"] = {
             name: {

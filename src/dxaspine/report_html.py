@@ -274,6 +274,10 @@ def conventions_html(summary: dict[str, Any]) -> str:
     return "<h3>Conventions</h3>\n<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>\n"
 
 
+def _labellings(n: int) -> str:
+    return f"{n} labelling{'' if n == 1 else 's'}"
+
+
 def _counts_html(report: EvaluationReport) -> str:
     counts = report.summary.get("counts", {})
     devices: dict[str, int] = {}
@@ -286,6 +290,14 @@ def _counts_html(report: EvaluationReport) -> str:
     ]
     if counts.get("baseline_failures") is not None:
         parts.append(f"scanner-style baseline failed on {counts['baseline_failures']}")
+    qc = report.summary.get("qc")
+    if qc:
+        parts.append(
+            f"QC flagged {_labellings(qc['flagged'])} of the predictions for review (union "
+            f"Dice {fmt(qc['dice_flagged']['mean'], 3)} flagged, "
+            f"{fmt(qc['dice_unflagged']['mean'], 3)} not) and "
+            f"{_labellings(qc['reference_flagged'])} of the references"
+        )
     text = "; ".join(parts) + "."
     segmentation = report.summary.get("segmentation")
     if segmentation:
