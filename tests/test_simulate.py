@@ -872,3 +872,29 @@ def test_sized_pedicles_scale_with_their_body_and_change_nothing_else() -> None:
         b.artefacts,
         b.texture_seed,
     )
+
+
+def test_bmd_sd_factor_widens_the_patients_bmd_around_the_nhanes_mean() -> None:
+    """Same seeds: every other draw unchanged, each patient's BMD deviation from the
+    NHANES mean (for age, sex and BMI) scaled by the factor."""
+    from dxaspine.simulate.case import LEVEL_FACTOR, nhanes_bmd
+
+    wide = AnatomyRanges(bmd_sd_factor=1.5)
+    deviations: dict[str, list[float]] = {"base": [], "wide": []}
+    for index in range(300):
+        base = sample_case(np.random.default_rng([11, index]), "x")
+        widened = sample_case(np.random.default_rng([11, index]), "x", wide)
+        assert [v.half_width_mm for v in widened.vertebrae] == [
+            v.half_width_mm for v in base.vertebrae
+        ]
+        ratios = [
+            w.bmd_target_g_cm2 / b.bmd_target_g_cm2
+            for w, b in zip(widened.vertebrae, base.vertebrae, strict=True)
+        ]
+        assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)  # one patient factor
+        mean = nhanes_bmd(base.age_years, base.sex)[0] + 0.004 * (base.bmi_kg_m2 - 26.5)
+        for name, case in (("base", base), ("wide", widened)):
+            lumbar = [v.bmd_target_g_cm2 / LEVEL_FACTOR[v.name] for v in case.vertebrae[1:5]]
+            deviations[name].append(float(np.mean(lumbar)) - mean)
+    spread = np.std(deviations["wide"]) / np.std(deviations["base"])
+    assert spread == pytest.approx(1.5, abs=0.1)

@@ -100,9 +100,19 @@ def simulate(
             "(0: lean marrow; adults 0.3-0.6, docs/ct.md).",
         ),
     ] = 0.0,
+    bmd_sd_factor: Annotated[
+        float,
+        typer.Option(
+            min=0.25,
+            max=3.0,
+            help="Cohorts: widen (above 1) the population's BMD spread around the NHANES "
+            "means, for training cohorts that cover a clinic's tails (docs/physics.md).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, or with
     --from-ct one scan projected from a labelled CT."""
+    from dxaspine.simulate.case import AnatomyRanges
     from dxaspine.simulate.cohort import CohortConfig, simulate_cohort
     from dxaspine.simulate.devices import DEVICES
 
@@ -114,8 +124,11 @@ def simulate(
         _simulate_from_ct(
             from_ct, labels, out, device, seed, label_map, truth_maps, preview, pose, marrow_fat
         )
-        if export or n != 10 or jobs != 1:
-            typer.echo("note: --n, --jobs and --export do not apply to --from-ct", err=True)
+        if export or n != 10 or jobs != 1 or bmd_sd_factor != 1.0:
+            typer.echo(
+                "note: --n, --jobs, --export and --bmd-sd-factor do not apply to --from-ct",
+                err=True,
+            )
         return
     if label_map != "totalsegmentator" or pose != "ct" or marrow_fat != 0.0:
         typer.echo("note: --label-map, --pose and --marrow-fat apply only to --from-ct", err=True)
@@ -126,6 +139,7 @@ def simulate(
         jobs=jobs,
         preview=preview,
         truth_maps=truth_maps,
+        ranges=AnatomyRanges(bmd_sd_factor=bmd_sd_factor),
         export=export,
     )
     summary = simulate_cohort(config, out, show_progress=not quiet)

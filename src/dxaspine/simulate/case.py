@@ -57,6 +57,11 @@ class AnatomyRanges:
     (0.09-0.86 mm locally) measured directly on L1 shells, which clinical CT
     shows at least twice as thick (Silva et al. 1994; docs/physics.md)."""
     texture_hurst_range: tuple[float, float] = (0.20, 0.60)
+    bmd_sd_factor: float = 1.0
+    """Scales the NHANES SD of the patient's L1-L4 BMD around its age-and-sex mean.
+    1 draws the general population; above 1 widens it toward the tails a DXA
+    clinic sees more of (severe osteoporosis; dense, degenerate spines), still
+    within 0.45-1.6 g/cm2. A training-cohort option: test cohorts keep 1."""
     lordosis_deg: tuple[float, float] = (5.0, 30.0)
     """Residual lumbar lordosis (L1 to L5 endplate angle) on the table; see
     `lordosis_position`. Legs on the positioning block flatten it; a patient
@@ -352,7 +357,7 @@ def _sample_vertebrae(
 ) -> tuple[Vertebra, ...]:
     mean, sd = nhanes_bmd(age, sex)
     z_bmd = rng.normal()
-    patient_bmd = mean + sd * z_bmd + 0.004 * (bmi - 26.5)
+    patient_bmd = mean + sd * ranges.bmd_sd_factor * z_bmd + 0.004 * (bmi - 26.5)
     patient_bmd = float(np.clip(patient_bmd, 0.45, 1.6))
     # Texture quality: weakly tied to BMD (r ~ 0.4) and falling with age.
     quality = 0.4 * z_bmd + np.sqrt(1 - 0.4**2) * rng.normal() - 0.015 * (age - 60)
