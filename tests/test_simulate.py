@@ -898,3 +898,20 @@ def test_bmd_sd_factor_widens_the_patients_bmd_around_the_nhanes_mean() -> None:
             deviations[name].append(float(np.mean(lumbar)) - mean)
     spread = np.std(deviations["wide"]) / np.std(deviations["base"])
     assert spread == pytest.approx(1.5, abs=0.1)
+
+
+def test_simulate_cli_passes_the_bmd_sd_factor(tmp_path: Path) -> None:
+    from dxaspine.io import read_scan
+
+    totals = {}
+    for factor in ("1", "1.5"):
+        out = tmp_path / factor
+        args = ["simulate", "--n", "1", "--seed", "11", "--out", str(out), "--quiet"]
+        result = CliRunner().invoke(app, [*args, "--bmd-sd-factor", factor])
+        assert result.exit_code == 0, result.output
+        scan = read_scan(next(out.glob("*.npz")))
+        totals[factor] = scan.meta["truth"]["total_bmd_g_cm2"]
+    assert totals["1"] == pytest.approx(
+        simulate_scan(11, 0).meta["truth"]["total_bmd_g_cm2"], rel=1e-9
+    )
+    assert totals["1.5"] != pytest.approx(totals["1"], rel=1e-3)
