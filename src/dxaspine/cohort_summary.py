@@ -53,13 +53,13 @@ def _rmsd_ratio(rows: np.ndarray) -> float:
 def qc_summary(scan_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """How many predicted (and reference) labellings the QC checks flag, and the
     predictions' union Dice with and without a flag (`dxaspine.qc`)."""
-    flagged = [bool(r["qc_findings"]) for r in scan_rows]
+    flagged = np.array([bool(r["qc_findings"]) for r in scan_rows])
     dice_values = _column(scan_rows, "dice")
     return {
-        "flagged": int(sum(flagged)),
+        "flagged": int(flagged.sum()),
         "reference_flagged": int(sum(bool(r.get("ref_qc_findings")) for r in scan_rows)),
-        "dice_flagged": mean_sd(dice_values[np.array(flagged)]),
-        "dice_unflagged": mean_sd(dice_values[~np.array(flagged)]),
+        "dice_flagged": mean_sd(dice_values[flagged]),
+        "dice_unflagged": mean_sd(dice_values[~flagged]),
     }
 
 

@@ -95,7 +95,8 @@ def check_labels(
         raise ValueError(f"labels must be a 2-D map, got shape {labels.shape}")
     row_mm, col_mm = (float(s) for s in spacing_mm)
     pixel_cm2 = row_mm * col_mm / 100
-    present = {name: labels == i for i, name in VERTEBRAE.items() if (labels == i).any()}
+    masks = {name: labels == i for i, name in VERTEBRAE.items()}
+    present = {name: mask for name, mask in masks.items() if mask.any()}
     findings = []
     missing = tuple(name for name in VERTEBRAE.values() if name not in present)
     if missing:
