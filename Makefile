@@ -36,7 +36,7 @@ bench: $(STAMP)
 # both energies alone, which beat the dual-path network of CPU size on
 # validation and on the benchmark (docs/model.md and `make ablation`). Test
 # cohorts in benchmarks/ use other seeds.
-# The shipped files were trained on the 0.4.0 simulator (git tag v0.4.1);
+# The shipped files were trained on the 0.4.0 simulator (commit 5f8155a, 0.4.1);
 # from 0.5 this target simulates with the current simulator (docs/model.md).
 COHORT := build/cohort
 $(COHORT)/lunar-like: $(STAMP)
