@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 from collections import Counter
 from pathlib import Path
@@ -49,7 +50,7 @@ def assess(predictor: Predictor, scan, config: QCConfig) -> dict:
         "scan_id": scan.scan_id,
         "device": scan.device,
         "union_dice": dice(predicted > 0, scan.labels > 0),
-        "min_vertebra_dice": min(per_vertebra),
+        "min_vertebra_dice": min(per_vertebra, default=math.nan),
         "compression_fracture": bool(truth_flags.get("compression_fracture")),
         "reference_findings": [f.code for f in check_labels(scan.labels, scan.spacing_mm, config)],
         "predicted_findings": [f.code for f in check_labels(predicted, scan.spacing_mm, config)],
@@ -88,6 +89,14 @@ def summarise(rows: list[dict]) -> dict:
         "union_dice_unflagged": mean(unflagged, "union_dice"),
         "min_vertebra_dice_flagged": mean(flagged, "min_vertebra_dice"),
         "min_vertebra_dice_unflagged": mean(unflagged, "min_vertebra_dice"),
+    }
+
+
+def ct_summaries(rows: list[dict]) -> dict[str, dict]:
+    """`summarise` per CT: its scans in both poses (ids ct-<name> and ct-<name>-dxa)."""
+    names = sorted({r["scan_id"].removesuffix("-dxa") for r in rows})
+    return {
+        n: summarise([r for r in rows if r["scan_id"].removesuffix("-dxa") == n]) for n in names
     }
 
 
@@ -164,10 +173,7 @@ def main() -> None:
         "ct": {
             "files": [str(p.name) for p in args.ct],
             "draws": args.draws,
-            "summary": {
-                name: summarise([r for r in ct_rows if r["scan_id"].startswith(name)])
-                for name in sorted({r["scan_id"].removesuffix("-dxa") for r in ct_rows})
-            },
+            "summary": ct_summaries(ct_rows),
             "scans": ct_rows,
         },
     }

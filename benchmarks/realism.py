@@ -190,17 +190,22 @@ def disc_contrast(bone: np.ndarray, labels: np.ndarray) -> float:
     """How visible the disc spaces are: 1 - (lowest row mean between two neighbouring
     vertebra centres) / (mean of the rows at the two centres), averaged over the
     neighbouring pairs. The row means are taken over the middle half of the
-    vertebral column's width. 1: an empty gap; 0: no dip at all."""
+    vertebral column's width. 1: an empty gap; 0: no dip at all. Only neighbours
+    both present count (a missing L2 pairs neither L1 nor L3); nan without a pair."""
     cols = np.flatnonzero((labels > 0).any(axis=0))
+    if cols.size == 0:
+        return math.nan
     quarter = (cols.max() - cols.min()) // 4
     profile = bone[:, cols.min() + quarter : cols.max() - quarter + 1].mean(axis=1)
-    centres = [
-        round(np.nonzero(labels == v)[0].mean()) for v in (1, 2, 3, 4) if (labels == v).any()
-    ]
+    centres = {
+        v: round(np.nonzero(labels == v)[0].mean()) for v in (1, 2, 3, 4) if (labels == v).any()
+    }
     values = []
-    for upper, lower in itertools.pairwise(centres):
-        bodies = 0.5 * (profile[upper] + profile[lower])
-        values.append(1.0 - profile[upper : lower + 1].min() / bodies)
+    for upper, lower in itertools.pairwise((1, 2, 3, 4)):
+        if upper in centres and lower in centres:
+            top, bottom = centres[upper], centres[lower]
+            bodies = 0.5 * (profile[top] + profile[bottom])
+            values.append(1.0 - profile[top : bottom + 1].min() / bodies)
     return float(np.mean(values)) if values else math.nan
 
 

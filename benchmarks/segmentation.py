@@ -42,7 +42,14 @@ from dxaspine.simulate.generate import simulate_scan
 
 DEVICE_SEEDS = {"hologic-like": 2001, "lunar-like": 2002}
 """Test cohorts: seeds differ from the training recipe's (1001, 1002)."""
-TARGETS = {"dice": 0.975, "hausdorff_mm": 5.0, "bmd_rmsd_percent": 1.5, "tbs_rmsd_percent": 1.3}
+TARGETS = {
+    "dice": 0.975,
+    "hausdorff_mm": 5.0,
+    "bmd_rmsd_percent": 1.5,
+    "tbs_rmsd_percent": 1.3,
+    "seconds_per_scan": 0.2,
+}
+"""The project's targets (README): Dice at least its value, the others under theirs."""
 PUBLISHED = {
     "dice": 0.973,
     "hausdorff_mm": 5.684,
@@ -192,12 +199,15 @@ def describe(path: str) -> dict:
 
 
 def targets_met(results: dict, method: str) -> dict:
-    """Each issue target against the first model's figures on all test scans."""
+    """Each target of TARGETS against `method`'s figures on all test scans."""
     s = results["summary"]["all"][method]
     seconds = results["seconds_per_scan_median"][method]["segment_and_score"]
     figures = {
         "dice": (s["dice"]["mean"], s["dice"]["mean"] >= TARGETS["dice"]),
-        "hausdorff_mm": (s["hausdorff_mm"]["mean"], s["hausdorff_mm"]["mean"] < 5.0),
+        "hausdorff_mm": (
+            s["hausdorff_mm"]["mean"],
+            s["hausdorff_mm"]["mean"] < TARGETS["hausdorff_mm"],
+        ),
         "bmd_rmsd_percent": (
             s["bmd_agreement"]["rmsd_percent"],
             s["bmd_agreement"]["rmsd_percent"] < TARGETS["bmd_rmsd_percent"],
@@ -206,7 +216,7 @@ def targets_met(results: dict, method: str) -> dict:
             s["tbs_agreement"]["rmsd_percent"],
             s["tbs_agreement"]["rmsd_percent"] < TARGETS["tbs_rmsd_percent"],
         ),
-        "seconds_per_scan": (seconds, seconds < 0.2),
+        "seconds_per_scan": (seconds, seconds < TARGETS["seconds_per_scan"]),
     }
     return {key: {"value": value, "met": bool(met)} for key, (value, met) in figures.items()}
 
