@@ -660,6 +660,9 @@ def pair_inputs(cts: list[Path], labels: list[Path]) -> list[tuple[Path, Path]]:
         if len(labels) != 1 or not labels[0].is_dir():
             raise SystemExit("--ct DIR needs --labels DIR (files paired by name)")
         files = sorted(p for p in cts[0].iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        missing = [p.name for p in files if not (labels[0] / p.name).is_file()]
+        if missing:
+            raise SystemExit(f"{labels[0]} lacks the labels of: {', '.join(missing)}")
         return [(p, labels[0] / p.name) for p in files]
     if len(cts) != len(labels):
         raise SystemExit("give one --labels per --ct, in the same order")

@@ -415,6 +415,8 @@ def test_pair_inputs_pairs_folders_by_file_name(tmp_path):
     label_dir.mkdir()
     for name in ("b.nii.gz", "a.nii", "notes.txt"):
         (ct_dir / name).write_bytes(b"")
+    for name in ("b.nii.gz", "a.nii"):
+        (label_dir / name).write_bytes(b"")
     assert realism.pair_inputs([ct_dir], [label_dir]) == [
         (ct_dir / "a.nii", label_dir / "a.nii"),
         (ct_dir / "b.nii.gz", label_dir / "b.nii.gz"),
@@ -468,3 +470,15 @@ def test_disc_contrast_pairs_only_neighbouring_levels():
 
 def test_disc_contrast_is_nan_without_any_vertebra():
     assert math.isnan(realism.disc_contrast(np.ones((10, 10)), np.zeros((10, 10), np.uint8)))
+
+
+def test_pair_inputs_names_ct_files_without_labels(tmp_path):
+    """A CT in the folder with no same-named labels file is refused up front, by name."""
+    ct_dir, label_dir = tmp_path / "ct", tmp_path / "labels"
+    ct_dir.mkdir()
+    label_dir.mkdir()
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (ct_dir / name).touch()
+    (label_dir / "a.nii.gz").touch()
+    with pytest.raises(SystemExit, match=r"lacks the labels of: b\.nii\.gz"):
+        realism.pair_inputs([ct_dir], [label_dir])
