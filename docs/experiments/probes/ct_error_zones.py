@@ -7,14 +7,16 @@ reference labels: 'cranial end' (within 3 mm of L1's top row, or above it),
 Ln to 3 mm below the top of Ln+1) and 'mid-body' (every other row: there an
 error lies at the column's sides). Pixels in both masks with another level's
 label are counted apart ('relabelled'; they move per-vertebra Dice, not the
-union). Means over both poses, both device profiles and photon-noise draws
-0..draws-1, in cm2 per scan. SIMULATED scans: real anatomy, dxaspine's image.
+union), and the mean L1-L4 Dice over the levels the reference holds. Means
+over both poses, both device profiles and photon-noise draws 0..draws-1, in
+cm2 per scan. SIMULATED scans: real anatomy, dxaspine's image.
 
     python docs/experiments/probes/ct_error_zones.py CT LABELS [--draws 8] \
         --model incumbent=dual-energy-bone --model bmd07s0=build/runs/bmd07s0/best.pt ...
 """
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ def row_zones(labels: np.ndarray, row_mm: float) -> np.ndarray:
     rows = {v: np.flatnonzero((labels == v).any(axis=1)) for v in range(1, 5)}
     present = [v for v in range(1, 5) if rows[v].size]
     zone = np.full(labels.shape[0], ZONES.index("mid-body"))
-    for upper, lower in zip(present, present[1:], strict=False):
+    for upper, lower in itertools.pairwise(present):
         zone[max(rows[upper].max() - band, 0) : rows[lower].min() + band + 1] = ZONES.index("disc")
     zone[: rows[present[0]].min() + band + 1] = ZONES.index("cranial end")
     zone[max(rows[present[-1]].max() - band, 0) :] = ZONES.index("caudal end")
@@ -51,7 +53,8 @@ def error_zones(predicted: np.ndarray, labels: np.ndarray, spacing_mm) -> dict[s
     for index, name in enumerate(ZONES):
         out[f"missed {name}"] = float((missed & (zone == index)).sum() * pixel_cm2)
         out[f"added {name}"] = float((added & (zone == index)).sum() * pixel_cm2)
-    out["relabelled"] = float(((labels > 0) & (predicted > 0) & (labels != predicted)).sum() * pixel_cm2)
+    relabelled = (labels > 0) & (predicted > 0) & (labels != predicted)
+    out["relabelled"] = float(relabelled.sum() * pixel_cm2)
     return out
 
 
@@ -67,6 +70,7 @@ def main() -> None:
     predictors = {name: Predictor(path, "cpu") for name, path in models.items()}
     rows = {name: [] for name in models}
     dices = {name: [] for name in models}
+    level_dices = {name: [] for name in models}
     for pose in ("ct", "dxa"):
         projection, source = project_ct(args.ct, args.labels, pose=pose)
         for device in ("hologic-like", "lunar-like"):
@@ -76,12 +80,17 @@ def main() -> None:
                     predicted = predictor.segment(scan).labels
                     rows[name].append(error_zones(predicted, scan.labels, scan.spacing_mm))
                     dices[name].append(dice(predicted > 0, scan.labels > 0))
+                    levels = [v for v in range(1, 5) if (scan.labels == v).any()]
+                    level_dices[name].append(
+                        np.mean([dice(predicted == v, scan.labels == v) for v in levels])
+                    )
     keys = list(next(iter(rows.values()))[0])
     print(f"{args.ct.name}: mean cm2 per scan over 2 poses x 2 devices x {args.draws} draws")
-    print(f"{'model':<12} {'union':>6} " + " ".join(f"{k[:16]:>16}" for k in keys))
+    header = " ".join(f"{k[:16]:>16}" for k in keys)
+    print(f"{'model':<12} {'union':>6} {'L1-L4':>6} {header}")
     for name in models:
-        means = [np.mean([r[k] for r in rows[name]]) for k in keys]
-        print(f"{name:<12} {np.mean(dices[name]):6.3f} " + " ".join(f"{m:16.2f}" for m in means))
+        means = " ".join(f"{np.mean([r[k] for r in rows[name]]):16.2f}" for k in keys)
+        print(f"{name:<12} {np.mean(dices[name]):6.3f} {np.mean(level_dices[name]):6.3f} {means}")
 
 
 if __name__ == "__main__":

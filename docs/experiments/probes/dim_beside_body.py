@@ -94,7 +94,8 @@ def main() -> None:
                 f"{name:<12} {device:<13} {kind:<8} {np.mean(dices):.3f} ({np.min(dices):.3f})"
                 f"       {missed / total:.2f} of {total / len(rows):.2f} cm2 per scan"
             )
-        print(f"{device}: {len(removed_g)} scans, mineral removed {np.mean(removed_g):.2f} g per scan")
+        removed = np.mean(removed_g)
+        print(f"{device}: {len(removed_g)} scans, mineral removed {removed:.2f} g per scan")
 
 
 if __name__ == "__main__":
