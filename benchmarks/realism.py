@@ -429,9 +429,11 @@ def noise_draw_dice(
     blur: tuple[int, float] | None = None,
 ):
     """Union Dice of `predictor` on one CT-derived scan under photon-noise draws
-    0..draws-1 (draw 0 is the scan the other figures use). `blur` (axis, SD mm)
-    smooths both energies along rows (0) or columns (1) before segmenting."""
-    values = []
+    0..draws-1 (draw 0 is the scan the other figures use), and its mean L1-L4
+    Dice (`mean_vertebra_dice`): {"union": [...], "vertebrae": [...]}. `blur`
+    (axis, SD mm) smooths both energies along rows (0) or columns (1) before
+    segmenting."""
+    values: dict[str, list[float]] = {"union": [], "vertebrae": []}
     for seed in range(draws):
         scan = scan_from_projection(projection, source, device, seed, RenderOptions())
         seen = scan
@@ -443,8 +445,19 @@ def noise_draw_dice(
                 low=ndimage.gaussian_filter1d(scan.low, sd_px, axis=axis),
                 high=ndimage.gaussian_filter1d(scan.high, sd_px, axis=axis),
             )
-        values.append(dice(predictor.segment(seen).labels > 0, scan.labels > 0))
+        predicted = predictor.segment(seen).labels
+        values["union"].append(dice(predicted > 0, scan.labels > 0))
+        values["vertebrae"].append(mean_vertebra_dice(predicted, scan.labels))
     return values
+
+
+def mean_vertebra_dice(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Mean Dice over the levels L1-L4 that `labels` holds: unlike union Dice it
+    counts a vertebra given another level's label as missed (nan without any)."""
+    levels = [v for v in range(1, len(LUMBAR) + 1) if (labels == v).any()]
+    if not levels:
+        return math.nan
+    return float(np.mean([dice(predicted == v, labels == v) for v in levels]))
 
 
 BLUR_AXES = {"rows": 0, "columns": 1}
@@ -470,7 +483,7 @@ def blur_response_dice(
             draws_dice = noise_draw_dice(
                 predictor, projection, source, dosed, draws, blur=(axis, sd_mm)
             )
-            out[direction].append(float(np.mean(draws_dice)))
+            out[direction].append(float(np.mean(draws_dice["union"])))
     return out
 
 
@@ -481,25 +494,34 @@ def dose_response_dice(
     factor (incident photons x factor: noise SD / sqrt(factor)), mean over
     photon-noise draws 0..draws-1."""
     return [
-        float(np.mean(noise_draw_dice(predictor, projection, source, at_dose(device, f), draws)))
+        float(
+            np.mean(
+                noise_draw_dice(predictor, projection, source, at_dose(device, f), draws)["union"]
+            )
+        )
         for f in factors
     ]
 
 
 def noise_draw_summary(rows: list[dict]) -> dict:
     """Per CT file: the mean union Dice over its scans (poses x devices) for each
-    noise draw, and its mean, SD, min and max over the draws."""
-    by_ct: dict[str, list[list[float]]] = {}
+    noise draw, and its mean, SD, min and max over the draws; where the rows
+    carry it (`vertebra_dice`, since 0.7.3), the mean L1-L4 Dice over its scans
+    and draws too."""
+    by_ct: dict[str, list[dict]] = {}
     for row in rows:
-        by_ct.setdefault(row["ct_file"], []).append(row["union_dice"])
+        by_ct.setdefault(row["ct_file"], []).append(row)
     summary = {}
-    for ct_file, per_scan in by_ct.items():
-        per_draw = np.mean(np.array(per_scan), axis=0)
+    for ct_file, ct_rows in by_ct.items():
+        per_draw = np.mean(np.array([r["union_dice"] for r in ct_rows]), axis=0)
         summary[ct_file] = {
-            "scans": len(per_scan),
+            "scans": len(ct_rows),
             "mean_union_dice_per_draw": per_draw.tolist(),
             **distribution(per_draw.tolist()),
         }
+        if all("vertebra_dice" in r for r in ct_rows):
+            per_scan = [np.mean(r["vertebra_dice"]) for r in ct_rows]
+            summary[ct_file]["mean_vertebra_dice"] = float(np.mean(per_scan))
     return summary
 
 
@@ -771,10 +793,10 @@ def print_model_tables(name: str, model: dict, console: Console) -> None:
 def print_noise_draw_table(name: str, model: dict, console: Console) -> None:
     draws = model["noise_draws"]
     table = Table(
-        title=f"{name}'s union Dice on CT-derived SIMULATED scans over {draws['draws']} "
-        "photon-noise draws"
+        title=f"{name}'s union and L1-L4 Dice on CT-derived SIMULATED scans over "
+        f"{draws['draws']} photon-noise draws"
     )
-    for column in ("scan", "device", "mean (SD)", "min..max"):
+    for column in ("scan", "device", "mean (SD)", "min..max", "L1-L4 Dice, mean"):
         table.add_column(column, justify="right")
     rows = [(r["scan_id"], r["device"], r) for r in draws["scans"]]
     for ct_file, r in draws["by_ct"].items():
@@ -785,6 +807,7 @@ def print_noise_draw_table(name: str, model: dict, console: Console) -> None:
             device,
             f"{fmt(r.get('mean'))} ({fmt(r.get('sd'))})",
             f"{fmt(r.get('min'))}..{fmt(r.get('max'))}",
+            fmt(r.get("mean_vertebra_dice")),
         )
     console.print(table)
 
@@ -963,7 +986,14 @@ def main() -> None:
                     "ct_file": source["ct_file"],
                 }
                 draws = noise_draw_dice(predictor, projection, source, device, args.noise_draws)
-                ct_draws[name].append(scan_row | {"union_dice": draws, **distribution(draws)})
+                ct_draws[name].append(
+                    scan_row
+                    | {"union_dice": draws["union"], **distribution(draws["union"])}
+                    | {
+                        "vertebra_dice": draws["vertebrae"],
+                        "mean_vertebra_dice": float(np.mean(draws["vertebrae"])),
+                    }
+                )
                 dose = dose_response_dice(
                     predictor, projection, source, device, dose_factors, args.dose_draws
                 )

@@ -482,3 +482,30 @@ def test_pair_inputs_names_ct_files_without_labels(tmp_path):
     (label_dir / "a.nii.gz").touch()
     with pytest.raises(SystemExit, match=r"lacks the labels of: b\.nii\.gz"):
         realism.pair_inputs([ct_dir], [label_dir])
+
+
+def test_mean_vertebra_dice_counts_a_wrong_level_as_missed():
+    """The model finds the whole spine (union Dice 1) but calls L2 L3: L1 Dice 1,
+    L2 Dice 0, so the mean over the reference's two levels is 0.5."""
+    labels = np.zeros((10, 4), np.uint8)
+    labels[1:4] = 1
+    labels[5:8] = 2
+    predicted = labels.copy()
+    predicted[predicted == 2] = 3
+    assert realism.mean_vertebra_dice(predicted, labels) == pytest.approx(0.5)
+    assert math.isnan(realism.mean_vertebra_dice(predicted, np.zeros_like(labels)))
+
+
+def test_noise_draw_summary_adds_the_mean_vertebra_dice_when_rows_carry_it():
+    """Two scans of a.nii.gz with L1-L4 Dice per draw (0.8, 0.6) and (0.9, 0.9):
+    per-scan means 0.7 and 0.9, CT mean 0.8. Rows without it (files written before
+    0.7.3) leave the key out rather than guessing."""
+    rows = [
+        {"ct_file": "a.nii.gz", "union_dice": [0.9, 0.8], "vertebra_dice": [0.8, 0.6]},
+        {"ct_file": "a.nii.gz", "union_dice": [0.7, 0.6], "vertebra_dice": [0.9, 0.9]},
+        {"ct_file": "b.nii.gz", "union_dice": [0.5, 0.5]},
+    ]
+    summary = realism.noise_draw_summary(rows)
+    assert summary["a.nii.gz"]["mean_vertebra_dice"] == pytest.approx(0.8)
+    assert summary["a.nii.gz"]["mean"] == pytest.approx(0.75)
+    assert "mean_vertebra_dice" not in summary["b.nii.gz"]
