@@ -67,7 +67,7 @@ def main():
         for device, (name, predictor) in itertools.product(
             ("hologic-like", "lunar-like"), predictors.items()
         ):
-            draws = noise_draw_dice(predictor, projection, source, device, 8)
+            draws = noise_draw_dice(predictor, projection, source, device, 8)["union"]
             ct[name].append(
                 {"scan_id": source["scan_id"], "device": device, "ct_file": source["ct_file"],
                  "union_dice": draws}
