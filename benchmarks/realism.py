@@ -493,14 +493,11 @@ def dose_response_dice(
     """Union Dice of `predictor` on one CT-derived scan rendered at each dose
     factor (incident photons x factor: noise SD / sqrt(factor)), mean over
     photon-noise draws 0..draws-1."""
-    return [
-        float(
-            np.mean(
-                noise_draw_dice(predictor, projection, source, at_dose(device, f), draws)["union"]
-            )
-        )
-        for f in factors
-    ]
+    means = []
+    for factor in factors:
+        draws_dice = noise_draw_dice(predictor, projection, source, at_dose(device, factor), draws)
+        means.append(float(np.mean(draws_dice["union"])))
+    return means
 
 
 def noise_draw_summary(rows: list[dict]) -> dict:

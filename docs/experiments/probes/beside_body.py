@@ -13,7 +13,7 @@ per row (mm). SIMULATED scans: real or procedural anatomy, dxaspine's image.
 """
 
 import argparse
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +21,9 @@ import numpy as np
 from dxaspine.simulate.ct_scan import project_ct, scan_from_projection
 from dxaspine.simulate.generate import RenderOptions, simulate_scan
 
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "realism.py"
-spec = importlib.util.spec_from_file_location("realism", BENCHMARK)
-realism = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(realism)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+import realism
+
 CLEAN = RenderOptions(noise=False, truth_maps=True)
 
 

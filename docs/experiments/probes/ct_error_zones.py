@@ -17,6 +17,7 @@ cm2 per scan. SIMULATED scans: real anatomy, dxaspine's image.
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ import torch
 from dxaspine.infer import Predictor
 from dxaspine.metrics import dice
 from dxaspine.simulate.ct_scan import project_ct, scan_from_projection
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+import realism
 
 ZONES = ("cranial end", "disc", "mid-body", "caudal end")
 BAND_MM = 3.0
@@ -80,10 +84,7 @@ def main() -> None:
                     predicted = predictor.segment(scan).labels
                     rows[name].append(error_zones(predicted, scan.labels, scan.spacing_mm))
                     dices[name].append(dice(predicted > 0, scan.labels > 0))
-                    levels = [v for v in range(1, 5) if (scan.labels == v).any()]
-                    level_dices[name].append(
-                        np.mean([dice(predicted == v, scan.labels == v) for v in levels])
-                    )
+                    level_dices[name].append(realism.mean_vertebra_dice(predicted, scan.labels))
     keys = list(next(iter(rows.values()))[0])
     print(f"{args.ct.name}: mean cm2 per scan over 2 poses x 2 devices x {args.draws} draws")
     header = " ".join(f"{k[:16]:>16}" for k in keys)

@@ -14,7 +14,7 @@ model: union Dice, and the share of the labels' beside-body area it leaves out
 """
 
 import argparse
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,9 @@ from dxaspine.infer import Predictor
 from dxaspine.metrics import dice
 from dxaspine.simulate.generate import RenderOptions, simulate_scan
 
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "realism.py"
-spec = importlib.util.spec_from_file_location("realism", BENCHMARK)
-realism = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(realism)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+import realism
+
 CLEAN = RenderOptions(noise=False, truth_maps=True)
 
 
@@ -86,6 +85,9 @@ def main() -> None:
                     results[name, kind].append(
                         (dice(predicted > 0, clean.labels > 0), share, misses)
                     )
+        if not removed_g:
+            print(f"{device}: no scan without an implant among the first {args.n}")
+            continue
         for (name, kind), rows in results.items():
             dices = [r[0] for r in rows]
             missed = sum(r[2]["missed_beside_body_cm2"] for r in rows)
