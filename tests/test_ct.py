@@ -570,3 +570,28 @@ def test_labels_at_voxel_resolution_move_edges_by_under_a_voxel():
         assert abs(cols.min() - exact_cols.min()) * spacing[1] <= voxel[1]
         assert abs(cols.max() - exact_cols.max()) * spacing[1] <= voxel[1]
         assert (coarse == label).sum() == pytest.approx((labels == label).sum(), rel=0.1)
+
+
+def test_label_values_must_be_non_negative_whole_ids(tmp_path):
+    hu, labels = phantom()
+    ct, _ = write_pair(tmp_path, hu, labels)
+    with pytest.raises(CTError, match="ids are never negative; is this the CT"):
+        scan_from_ct(ct, ct, label_map="simple")
+    smeared = ndimage.uniform_filter(labels.astype(np.float32), 3)
+    _, seg = write_pair(tmp_path, hu, smeared, name="smeared")
+    with pytest.raises(CTError, match=r"fractional label ids.*nearest neighbour"):
+        scan_from_ct(ct, seg, label_map="simple")
+    _, seg = write_pair(tmp_path, hu, labels.astype(np.float32), name="float")
+    as_float = scan_from_ct(ct, seg, label_map="simple", options=EXACT)
+    assert set(np.unique(as_float.labels)) == {0, 1, 2, 3, 4}
+
+
+def test_verse_preset_reads_verse_ids(tmp_path, full):
+    _, _, simple = full
+    hu, labels = phantom()
+    verse = np.where(labels > 0, labels + 19, 0).astype(np.uint8)  # L1 20 ... L4 23
+    ct, seg = write_pair(tmp_path, hu, verse, name="verse")
+    scan = scan_from_ct(ct, seg, label_map="verse", options=EXACT)
+    np.testing.assert_array_equal(scan.labels, simple.labels)
+    assert LABEL_MAPS["verse"].vertebrae["T12"] == 19
+    assert 28 in LABEL_MAPS["verse"].bone_labels  # T13, a transitional vertebra

@@ -4,7 +4,7 @@ from typing import Any
 
 from dxaspine.scan import Scan, ScanError
 
-__version__ = "0.7.3"
+__version__ = "0.7.4"
 __all__ = ["Predictor", "Scan", "ScanError", "Segmentation", "__version__", "segment"]
 
 

@@ -52,9 +52,12 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of scans to simulate.")] = 10,
     seed: Annotated[int, typer.Option(help="Cohort seed: same seed, same bytes.")] = 0,
-    device: Annotated[str, typer.Option(help="Device profile: hologic-like or lunar-like.")] = (
-        "hologic-like"
-    ),
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Device profile: hologic-like or lunar-like (with --ct-list, a comma list)."
+        ),
+    ] = "hologic-like",
     jobs: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
     preview: Annotated[bool, typer.Option("--preview", help="Also write PNG montages.")] = False,
     truth_maps: Annotated[
@@ -80,15 +83,16 @@ def simulate(
     label_map: Annotated[
         str,
         typer.Option(
-            help="With --from-ct: totalsegmentator, totalsegmentator-v1, simple (1..4 = L1..L4) "
-            "or ids 'L1=31,L2=30,...'."
+            help="With --from-ct or --ct-list: totalsegmentator, totalsegmentator-v1, verse, "
+            "simple (1..4 = L1..L4) or ids 'L1=31,L2=30,...'."
         ),
     ] = "totalsegmentator",
     pose: Annotated[
         str,
         typer.Option(
-            help="With --from-ct: 'ct' projects the spine as the CT has it; 'dxa' flattens "
-            "its lordosis first, as the DXA's leg block does (docs/ct.md)."
+            help="With --from-ct or --ct-list (a comma list): 'ct' projects the spine as the "
+            "CT has it; 'dxa' flattens its lordosis first, as the DXA's leg block does "
+            "(docs/ct.md)."
         ),
     ] = "ct",
     marrow_fat: Annotated[
@@ -96,8 +100,8 @@ def simulate(
         typer.Option(
             min=0.0,
             max=0.95,
-            help="With --from-ct: adipose volume fraction of the marrow in bone voxels "
-            "(0: lean marrow; adults 0.3-0.6, docs/ct.md).",
+            help="With --from-ct or --ct-list: adipose volume fraction of the marrow in bone "
+            "voxels (0: lean marrow; adults 0.3-0.6, docs/ct.md).",
         ),
     ] = 0.0,
     bmd_sd_factor: Annotated[
@@ -109,17 +113,56 @@ def simulate(
             "means, for training cohorts that cover a clinic's tails (docs/physics.md).",
         ),
     ] = 1.0,
+    ct_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--ct-list",
+            help="Simulate scans from every CT of this CSV (columns ct, labels; optional "
+            "case_id, patient_id, label_map). --device and --pose then take comma lists.",
+        ),
+    ] = None,
+    draws: Annotated[
+        int,
+        typer.Option(min=1, help="With --ct-list: noise draws per CT, pose and device."),
+    ] = 1,
 ) -> None:
-    """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, or with
-    --from-ct one scan projected from a labelled CT."""
+    """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, with
+    --from-ct one scan projected from a labelled CT, or with --ct-list a cohort
+    from many labelled CTs."""
     from dxaspine.simulate.case import AnatomyRanges
     from dxaspine.simulate.cohort import CohortConfig, simulate_cohort
     from dxaspine.simulate.devices import DEVICES
 
-    if device not in DEVICES:
-        raise fail(f"unknown device profile '{device}'; choose one of: {', '.join(DEVICES)}")
     if out.exists() and not out.is_dir():
         raise fail(f"{out}: exists and is not a folder")
+    if ct_list is not None:
+        if from_ct is not None or labels is not None:
+            raise fail(
+                "--ct-list and --from-ct/--labels exclude each other: the list names the CTs"
+            )
+        _simulate_ct_list(
+            ct_list,
+            out,
+            device,
+            pose,
+            draws,
+            seed,
+            label_map,
+            marrow_fat,
+            jobs,
+            truth_maps,
+            preview,
+            quiet,
+        )
+        if export or n != 10 or bmd_sd_factor != 1.0:
+            typer.echo(
+                "note: --n, --export and --bmd-sd-factor do not apply to --ct-list", err=True
+            )
+        return
+    if draws != 1:
+        typer.echo("note: --draws applies only to --ct-list", err=True)
+    if device not in DEVICES:
+        raise fail(f"unknown device profile '{device}'; choose one of: {', '.join(DEVICES)}")
     if from_ct is not None or labels is not None:
         _simulate_from_ct(
             from_ct, labels, out, device, seed, label_map, truth_maps, preview, pose, marrow_fat
@@ -131,7 +174,10 @@ def simulate(
             )
         return
     if label_map != "totalsegmentator" or pose != "ct" or marrow_fat != 0.0:
-        typer.echo("note: --label-map, --pose and --marrow-fat apply only to --from-ct", err=True)
+        typer.echo(
+            "note: --label-map, --pose and --marrow-fat apply only to --from-ct and --ct-list",
+            err=True,
+        )
     config = CohortConfig(
         n_scans=n,
         seed=seed,
@@ -641,6 +687,53 @@ def _simulate_from_ct(
     note = coverage_note(scan)
     if note:
         typer.echo(f"warning: {note}", err=True)
+
+
+def _simulate_ct_list(
+    ct_list: Path,
+    out: Path,
+    devices: str,
+    poses: str,
+    draws: int,
+    seed: int,
+    label_map: str,
+    marrow_fat: float,
+    jobs: int,
+    truth_maps: bool,
+    preview: bool,
+    quiet: bool,
+) -> None:
+    from dxaspine.simulate.ct import CTError, HUCalibration
+    from dxaspine.simulate.ct_cohort import CTCohortConfig, read_ct_list, simulate_ct_cohort
+
+    try:
+        cases = read_ct_list(ct_list)
+        config = CTCohortConfig(
+            devices=tuple(d.strip() for d in devices.split(",") if d.strip()),
+            poses=tuple(p.strip() for p in poses.split(",") if p.strip()),
+            draws=draws,
+            seed=seed,
+            label_map=label_map,
+            calibration=HUCalibration(marrow_fat_fraction=marrow_fat),
+            truth_maps=truth_maps,
+            jobs=jobs,
+            preview=preview,
+        )
+        result = simulate_ct_cohort(cases, config, out, show_progress=not quiet)
+    except (CTError, OSError) as exc:
+        raise fail(str(exc)) from None
+    for error in result.errors:
+        typer.echo(
+            f"warning: {error['case_id']} ({error['pose']} pose): {error['error']}", err=True
+        )
+    partial = sorted({row["case_id"] for row in result.rows if row["partial_coverage"]})
+    if partial:
+        typer.echo(
+            f"warning: partial L1-L4 coverage in {len(partial)} CTs ({', '.join(partial)}); "
+            f"see vertebrae_labelled in {out / 'ct_cohort.csv'}",
+            err=True,
+        )
+    typer.echo(result.summary(out))
 
 
 def _parse_spacing(text: str | None) -> tuple[float, float] | None:

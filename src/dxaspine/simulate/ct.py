@@ -89,6 +89,13 @@ LABEL_MAPS: dict[str, LabelMap] = {
         bone_labels=_ids((18, 41), (58, 92)),
         soft_labels=_ids((1, 17), (42, 57), (94, 104)),
     ),
+    # VerSe'19/'20 (Sekuboyina et al. 2021, `*_seg-vert_msk.nii.gz`): 1-7 C1-C7,
+    # 8-19 T1-T12, 20-25 L1-L6, 26 sacrum, 28 T13 (transitional vertebrae).
+    "verse": LabelMap(
+        "verse",
+        {"T12": 19, "L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24},
+        bone_labels=_ids((1, 18), (25, 26), (28, 28)),
+    ),
     "simple": LabelMap("simple", {"L1": 1, "L2": 2, "L3": 3, "L4": 4}),
 }
 """Label map presets. The CLI's `--label-map` takes these names or 'L1=31,L2=30,...'."""
@@ -262,6 +269,28 @@ def check_same_grid(ct_shape, ct_affine, label_shape, label_affine, labels_name:
         )
 
 
+def check_label_values(labels: np.ndarray, labels_name: str) -> np.ndarray:
+    """The label volume as int32; CTError when it holds negative or fractional ids,
+    as a CT given for its labels or labels resampled with interpolation do."""
+    low, high = float(labels.min()), float(labels.max())
+    if low < 0:
+        raise CTError(
+            f"{labels_name}: label ids run from {low:g} to {high:g}, but ids are never "
+            "negative; is this the CT rather than its label volume?"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        rounded = np.rint(labels)
+        fractional = np.abs(labels - rounded) > 1e-3
+        if fractional.any():
+            raise CTError(
+                f"{labels_name}: {int(fractional.sum())} voxels hold fractional label ids "
+                f"(e.g. {float(labels[fractional][0]):g}); labels resampled with "
+                "interpolation mix the ids at every edge: resample with nearest neighbour"
+            )
+        labels = rounded
+    return labels.astype(np.int32)
+
+
 def reorient(array: np.ndarray, affine: np.ndarray, axcodes=PROJECTION_AXCODES):
     """(array, affine) turned to `axcodes` (nearest axis-aligned orientation, no resampling)."""
     from nibabel import orientations
@@ -283,10 +312,7 @@ def read_ct(ct_path: Path | str, labels_path: Path | str) -> CTVolume:
         ct_image.shape, ct_image.affine, label_image.shape, label_image.affine, str(labels_path)
     )
     hu = ct_image.get_fdata(dtype=np.float32)
-    labels = np.asarray(label_image.dataobj)
-    if not np.issubdtype(labels.dtype, np.integer):
-        labels = np.rint(labels)
-    labels = labels.astype(np.int32)
+    labels = check_label_values(np.asarray(label_image.dataobj), str(labels_path))
     hu, affine = reorient(hu, ct_image.affine)
     labels, _ = reorient(labels, label_image.affine)
     spacing = tuple(float(v) for v in nib.affines.voxel_sizes(affine))

@@ -304,10 +304,11 @@ def project_ct(
 
     `pose` 'ct' projects the spine as the CT shows it, 'dxa' with its
     lordosis flattened first (`ct_pose.straighten_spine`; the scan id gets
-    '-dxa'). Returns the projection and the description of its source that
-    `scan_from_projection` stores in `meta["anatomy"]`. Raises CTError for a
-    label volume off the CT grid, an unknown label map or pose, or no L1-L4
-    in the labels.
+    '-dxa', the patient id stays the CT's, so both poses count as one patient
+    when a training run splits by patient). Returns the projection and the
+    description of its source that `scan_from_projection` stores in
+    `meta["anatomy"]`. Raises CTError for a label volume off the CT grid, an
+    unknown label map or pose, or no L1-L4 in the labels.
     """
     if pose not in POSES:
         raise CTError(f"unknown pose '{pose}'; use one of {', '.join(POSES)}")
@@ -327,6 +328,7 @@ def project_ct(
     source = {
         "source": "ct",
         "scan_id": ct_scan_id(ct_path) + ("-dxa" if pose == "dxa" else ""),
+        "patient_id": ct_scan_id(ct_path),
         "ct_file": volume.ct_name,
         "labels_file": volume.labels_name,
         "label_map": label_map.name,
@@ -389,7 +391,7 @@ def scan_from_projection(
     labelled = [n for i, n in enumerate(LUMBAR, start=1) if (labels == i).any()]
     scan_id = source["scan_id"]
     anatomy = {
-        **{k: v for k, v in source.items() if k != "scan_id"},
+        **{k: v for k, v in source.items() if k not in ("scan_id", "patient_id")},
         "vertebrae_present": present,
         "vertebrae_labelled": labelled,
         "missing_vertebrae": missing,
@@ -413,7 +415,7 @@ def scan_from_projection(
     truth["ct_file"] = source["ct_file"]
     meta = {
         "scan_id": scan_id,
-        "patient_id": scan_id,
+        "patient_id": source.get("patient_id", scan_id),
         "device": device.name,
         "source": "dxaspine.simulate.ct",
         "simulated": True,
