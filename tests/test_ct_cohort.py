@@ -263,3 +263,18 @@ def test_the_dxa_pose_keeps_the_cts_patient_id(cts):
     flat = scan_from_ct(ct, seg, label_map="simple", pose="dxa")
     assert flat.scan_id == "ct-full-dxa" and flat.patient_id == "ct-full"
     assert "patient_id" not in flat.meta["anatomy"]
+
+
+def test_export_writes_single_images_with_their_labels(cts, tmp_path):
+    cases = read_ct_list(cts / "list.csv")[:1]
+    config = CTCohortConfig(label_map="simple", draws=2, export=True)
+    result = simulate_ct_cohort(cases, config, tmp_path / "a", False)
+    exported = [read_scan(tmp_path / "a" / row["file"]) for row in result.rows]
+    assert all(not scan.is_dual_energy and scan.labels is not None for scan in exported)
+    assert all(set(np.unique(scan.labels)) == {0, 1, 2, 3, 4} for scan in exported)
+    assert {"export_processing", "export_inverted"} <= set(result.rows[0])
+    again = simulate_ct_cohort(cases, config, tmp_path / "b", False)
+    for row in again.rows:
+        assert (tmp_path / "b" / row["file"]).read_bytes() == (
+            tmp_path / "a" / row["file"]
+        ).read_bytes()

@@ -153,11 +153,10 @@ def simulate(
             truth_maps,
             preview,
             quiet,
+            export,
         )
-        if export or n != 10 or bmd_sd_factor != 1.0:
-            typer.echo(
-                "note: --n, --export and --bmd-sd-factor do not apply to --ct-list", err=True
-            )
+        if n != 10 or bmd_sd_factor != 1.0:
+            typer.echo("note: --n and --bmd-sd-factor do not apply to --ct-list", err=True)
         return
     if draws != 1:
         typer.echo("note: --draws applies only to --ct-list", err=True)
@@ -702,6 +701,7 @@ def _simulate_ct_list(
     truth_maps: bool,
     preview: bool,
     quiet: bool,
+    export: bool = False,
 ) -> None:
     from dxaspine.simulate.ct import CTError, HUCalibration
     from dxaspine.simulate.ct_cohort import CTCohortConfig, read_ct_list, simulate_ct_cohort
@@ -716,6 +716,7 @@ def _simulate_ct_list(
             label_map=label_map,
             calibration=HUCalibration(marrow_fat_fraction=marrow_fat),
             truth_maps=truth_maps,
+            export=export,
             jobs=jobs,
             preview=preview,
         )

@@ -90,14 +90,21 @@ def cohort_row(scan: Scan) -> dict:
         row[f"texture_hurst_{name}"] = truth["vertebrae"].get(name, {}).get("texture_hurst")
     for name in FLAG_NAMES:
         row[name] = int(truth["flags"][name])
+    return row | export_columns(scan)
+
+
+def export_columns(scan: Scan) -> dict:
+    """A cohort row's export_* columns ({} for a dual-energy scan)."""
     export = scan.meta.get("export")
-    if export is not None:
-        row["export_spacing_row_mm"] = export["spacing_mm"][0]
-        row["export_spacing_col_mm"] = export["spacing_mm"][1]
-        row["export_inverted"] = int(export["inverted"])
-        row["export_overlay"] = int(export["overlay"] is not None)
-        row["export_processing"] = export["processing"]["kind"]
-    return row
+    if export is None:
+        return {}
+    return {
+        "export_spacing_row_mm": export["spacing_mm"][0],
+        "export_spacing_col_mm": export["spacing_mm"][1],
+        "export_inverted": int(export["inverted"]),
+        "export_overlay": int(export["overlay"] is not None),
+        "export_processing": export["processing"]["kind"],
+    }
 
 
 def simulate_cohort(config: CohortConfig, out: Path, show_progress: bool = True) -> str:

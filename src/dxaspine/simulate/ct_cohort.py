@@ -27,10 +27,12 @@ import numpy as np
 
 from dxaspine.io._common import write_file_atomic
 from dxaspine.scan import Scan
+from dxaspine.simulate.cohort import EXPORT_STREAM, export_columns
 from dxaspine.simulate.ct import LUMBAR, CTError, HUCalibration
 from dxaspine.simulate.ct_pose import POSES
 from dxaspine.simulate.ct_scan import ct_scan_id, project_ct, scan_from_projection
 from dxaspine.simulate.devices import DEVICES
+from dxaspine.simulate.export import render_export
 from dxaspine.simulate.generate import RenderOptions
 
 LIST_COLUMNS = ("ct", "labels")
@@ -65,6 +67,9 @@ class CTCohortConfig:
     label_map: str = "totalsegmentator"
     calibration: HUCalibration = field(default_factory=HUCalibration)
     truth_maps: bool = False
+    export: bool = False
+    """Store each scan as the scanner's single-image export instead (simulate/export.py),
+    drawn from `numpy.random.default_rng([seed, EXPORT_STREAM])` with the scan's seed."""
     jobs: int = 1
     preview: bool = False
 
@@ -187,7 +192,7 @@ def _scan_row(scan: Scan, case: CTCase, pose: str, draw: int, seed: int) -> dict
     for name in LUMBAR:
         row[f"bmd_{name}_g_cm2"] = truth["vertebrae"].get(name, {}).get("bmd_g_cm2")
     row["bmd_total_g_cm2"] = truth.get("total_bmd_g_cm2")
-    return row
+    return row | export_columns(scan)
 
 
 def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict], list[dict]]:
@@ -214,6 +219,8 @@ def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict
                     scan = scan_from_projection(
                         projection, {**source, **ids}, device, seed, options
                     )
+                    if config.export:
+                        scan = render_export(scan, np.random.default_rng([seed, EXPORT_STREAM]))
                     write_scan(scan, out / f"{scan.scan_id}.npz")
                     rows.append(_scan_row(scan, case, pose, draw, seed))
         except (CTError, OSError) as exc:
