@@ -278,3 +278,11 @@ def test_export_writes_single_images_with_their_labels(cts, tmp_path):
         assert (tmp_path / "b" / row["file"]).read_bytes() == (
             tmp_path / "a" / row["file"]
         ).read_bytes()
+
+
+def test_scans_an_earlier_run_left_in_the_folder_are_named(cts, tmp_path):
+    (tmp_path / "ct-old-hologic-like-d07.npz").write_bytes(b"")
+    cases = read_ct_list(cts / "list.csv")[:1]
+    result = simulate_ct_cohort(cases, CTCohortConfig(label_map="simple"), tmp_path, False)
+    assert result.other_scans == ["ct-old-hologic-like-d07.npz"]
+    assert "also holds 1 scans this run did not write" in result.summary(tmp_path)

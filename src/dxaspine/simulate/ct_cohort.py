@@ -76,10 +76,12 @@ class CTCohortConfig:
     def __post_init__(self) -> None:
         unknown = [d for d in self.devices if d not in DEVICES]
         if unknown or not self.devices:
-            raise CTError(f"unknown device profile {unknown}; choose from {', '.join(DEVICES)}")
+            raise CTError(
+                f"unknown device profile '{', '.join(unknown)}'; choose from {', '.join(DEVICES)}"
+            )
         bad_poses = [p for p in self.poses if p not in POSES]
         if bad_poses or not self.poses:
-            raise CTError(f"unknown pose {bad_poses}; choose from {', '.join(POSES)}")
+            raise CTError(f"unknown pose '{', '.join(bad_poses)}'; choose from {', '.join(POSES)}")
         if len(set(self.devices)) != len(self.devices) or len(set(self.poses)) != len(self.poses):
             raise CTError("each device and each pose may be named once")
         if self.draws < 1:
@@ -93,6 +95,9 @@ class CTCohortResult:
     rows: list[dict]
     errors: list[dict]
     seconds: float
+    other_scans: list[str] = field(default_factory=list)
+    """Scan files in the output folder that this run did not write (an earlier run's):
+    `dxaspine train` would read them too."""
 
     def summary(self, out: Path) -> str:
         cases = len({row["case_id"] for row in self.rows})
@@ -102,6 +107,11 @@ class CTCohortResult:
         )
         if self.errors:
             text += f"; {len(self.errors)} CT/pose pairs failed, see {out / ERRORS_FILE}"
+        if self.other_scans:
+            text += (
+                f"; the folder also holds {len(self.other_scans)} scans this run did not "
+                f"write (e.g. {self.other_scans[0]})"
+            )
         return text
 
 
@@ -287,4 +297,6 @@ def simulate_ct_cohort(
         from dxaspine.simulate.cohort import write_previews
 
         write_previews(out, [row["file"] for row in rows])
-    return CTCohortResult(rows, errors, time.perf_counter() - start)
+    written = {row["file"] for row in rows}
+    others = sorted(p.name for p in out.glob("*.npz") if p.name not in written)
+    return CTCohortResult(rows, errors, time.perf_counter() - start, others)
