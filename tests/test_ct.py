@@ -595,3 +595,46 @@ def test_verse_preset_reads_verse_ids(tmp_path, full):
     np.testing.assert_array_equal(scan.labels, simple.labels)
     assert LABEL_MAPS["verse"].vertebrae["T12"] == 19
     assert 28 in LABEL_MAPS["verse"].bone_labels  # T13, a transitional vertebra
+
+
+def test_a_folder_of_totalsegmentator_masks_reads_as_its_multi_label_file(tmp_path):
+    """TotalSegmentator writes one mask per structure by default (`segmentations/`);
+    that folder gives the same scan as the one-file (`--ml`) label volume."""
+    hu, labels = phantom()
+    ts = np.zeros_like(labels)
+    for label, ts_id in zip((1, 2, 3, 4), (31, 30, 29, 28), strict=True):
+        ts[labels == label] = ts_id
+    aorta = np.zeros(SHAPE, dtype=bool)
+    aorta[40:46, 40:46, :] = True
+    hu[aorta] = 400.0
+    ts[aorta] = 52
+    ct, seg = write_pair(tmp_path, hu, ts)
+    folder = tmp_path / "segmentations"
+    folder.mkdir()
+    to_left = np.diag([-1.0, 1.0, 1.0, 1.0]) @ affine()
+    for name, ts_id in (
+        ("vertebrae_L1", 31),
+        ("vertebrae_L2", 30),
+        ("vertebrae_L3", 29),
+        ("vertebrae_L4", 28),
+        ("aorta", 52),
+        ("liver", 5),
+    ):
+        nib.save(
+            nib.Nifti1Image((ts == ts_id).astype(np.uint8), to_left), folder / f"{name}.nii.gz"
+        )
+    (folder / "notes.txt").write_text("not a mask", encoding="utf-8")
+    from_file = scan_from_ct(ct, seg, options=EXACT)
+    from_folder = scan_from_ct(ct, folder, options=EXACT)
+    np.testing.assert_array_equal(from_folder.labels, from_file.labels)
+    for name in ("bone_g_cm2", "lean_g_cm2", "adipose_g_cm2"):
+        np.testing.assert_array_equal(from_folder.truth_maps[name], from_file.truth_maps[name])
+    with pytest.raises(CTError, match="'simple' does not fit"):
+        scan_from_ct(ct, folder, label_map="simple")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CTError, match="no TotalSegmentator mask files"):
+        scan_from_ct(ct, empty)
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), to_left), folder / "sacrum.nii.gz")
+    with pytest.raises(CTError, match=r"sacrum.nii.gz: label volume shape \(4, 4, 4\)"):
+        scan_from_ct(ct, folder)

@@ -286,3 +286,12 @@ def test_scans_an_earlier_run_left_in_the_folder_are_named(cts, tmp_path):
     result = simulate_ct_cohort(cases, CTCohortConfig(label_map="simple"), tmp_path, False)
     assert result.other_scans == ["ct-old-hologic-like-d07.npz"]
     assert "also holds 1 scans this run did not write" in result.summary(tmp_path)
+
+
+def test_labels_may_be_a_folder_of_masks_but_the_ct_may_not(cts, tmp_path):
+    (cts / "masks").mkdir(exist_ok=True)
+    write_list(tmp_path / "a.csv", [{"ct": str(cts / "full.nii.gz"), "labels": str(cts / "masks")}])
+    assert read_ct_list(tmp_path / "a.csv")[0].labels_path == cts / "masks"
+    write_list(tmp_path / "b.csv", [{"ct": str(cts / "masks"), "labels": str(cts / "masks")}])
+    with pytest.raises(CTError, match="line 2: ct file"):
+        read_ct_list(tmp_path / "b.csv")

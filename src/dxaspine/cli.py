@@ -78,7 +78,10 @@ def simulate(
     ] = None,
     labels: Annotated[
         Path | None,
-        typer.Option(help="With --from-ct: vertebra label volume (NIfTI) on the CT's grid."),
+        typer.Option(
+            help="With --from-ct: vertebra label volume (NIfTI) on the CT's grid, or the "
+            "folder of TotalSegmentator's per-structure masks."
+        ),
     ] = None,
     label_map: Annotated[
         str,

@@ -302,19 +302,58 @@ def reorient(array: np.ndarray, affine: np.ndarray, axcodes=PROJECTION_AXCODES):
     return turned, affine @ orientations.inv_ornt_aff(transform, array.shape)
 
 
+def totalsegmentator_mask_ids() -> dict[str, int]:
+    """TotalSegmentator v2 'total' task: mask file name (without .nii.gz) -> label id."""
+    import json
+
+    path = Path(__file__).parent / "data" / "totalsegmentator_v2_total.json"
+    return json.loads(path.read_text(encoding="utf-8"))["ids"]
+
+
+def _mask_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return ""
+
+
+def masks_to_labels(folder: Path, ct_image) -> np.ndarray:
+    """One label volume (TotalSegmentator v2 ids) from a folder of TotalSegmentator's
+    per-structure masks (`segmentations/vertebrae_L1.nii.gz`, ...), as its `--ml`
+    option would have written it. Each mask must lie on the CT's grid."""
+    ids = totalsegmentator_mask_ids()
+    files = sorted(p for p in folder.iterdir() if _mask_name(p) in ids)
+    if not files:
+        raise CTError(
+            f"{folder}: no TotalSegmentator mask files (vertebrae_L1.nii.gz, ...) in this "
+            "folder; give a label volume file, or the folder TotalSegmentator wrote"
+        )
+    labels = np.zeros(ct_image.shape, dtype=np.int32)
+    for path in files:
+        mask = _load(path, "mask")
+        check_same_grid(ct_image.shape, ct_image.affine, mask.shape, mask.affine, str(path))
+        labels[np.asarray(mask.dataobj) > 0] = ids[_mask_name(path)]
+    return labels
+
+
 def read_ct(ct_path: Path | str, labels_path: Path | str) -> CTVolume:
-    """Read a CT (HU) and a label volume; check they share a grid; orient them (I, L, A)."""
+    """Read a CT (HU) and a label volume (or a folder of TotalSegmentator masks);
+    check they share a grid; orient them (I, L, A)."""
     import nibabel as nib
 
     ct_image = _load(Path(ct_path), "CT")
-    label_image = _load(Path(labels_path), "label volume")
-    check_same_grid(
-        ct_image.shape, ct_image.affine, label_image.shape, label_image.affine, str(labels_path)
-    )
+    if Path(labels_path).is_dir():
+        labels = masks_to_labels(Path(labels_path), ct_image)
+    else:
+        label_image = _load(Path(labels_path), "label volume")
+        check_same_grid(
+            ct_image.shape, ct_image.affine, label_image.shape, label_image.affine, str(labels_path)
+        )
+        labels = check_label_values(np.asarray(label_image.dataobj), str(labels_path))
     hu = ct_image.get_fdata(dtype=np.float32)
-    labels = check_label_values(np.asarray(label_image.dataobj), str(labels_path))
     hu, affine = reorient(hu, ct_image.affine)
-    labels, _ = reorient(labels, label_image.affine)
+    labels, _ = reorient(labels, ct_image.affine)
     spacing = tuple(float(v) for v in nib.affines.voxel_sizes(affine))
     return CTVolume(
         hu=np.ascontiguousarray(hu),

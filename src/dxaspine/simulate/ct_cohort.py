@@ -117,7 +117,8 @@ class CTCohortResult:
 
 def read_ct_list(path: Path | str) -> list[CTCase]:
     """Read a CT list: a CSV with columns `ct` and `labels` (NIfTI paths, relative
-    to the CSV's folder unless absolute) and optionally `case_id`, `patient_id`
+    to the CSV's folder unless absolute; `labels` may be a folder of TotalSegmentator
+    masks) and optionally `case_id`, `patient_id`
     and `label_map`. Raises CTError naming the line of a missing file, column or id."""
     path = Path(path)
     try:
@@ -143,7 +144,7 @@ def read_ct_list(path: Path | str) -> list[CTCase]:
                 raise CTError(f"{path}, line {line}: empty '{column}'")
             file = Path(row[column]).expanduser()
             file = file if file.is_absolute() else path.parent / file
-            if not file.is_file():
+            if not (file.is_file() or (column == "labels" and file.is_dir())):
                 raise CTError(f"{path}, line {line}: {column} file {file} does not exist")
             files.append(file)
         case_id = row.get("case_id") or ct_scan_id(files[0])

@@ -313,6 +313,11 @@ def project_ct(
     if pose not in POSES:
         raise CTError(f"unknown pose '{pose}'; use one of {', '.join(POSES)}")
     label_map = parse_label_map(label_map) if isinstance(label_map, str) else label_map
+    if Path(labels_path).is_dir() and label_map.name != "totalsegmentator":
+        raise CTError(
+            f"{labels_path}: a folder of masks is read as TotalSegmentator v2 masks, whose ids "
+            f"the 'totalsegmentator' label map names; label map '{label_map.name}' does not fit"
+        )
     calibration = calibration or HUCalibration()
     volume = read_ct(ct_path, labels_path)
     turned: dict[str, float] = {}
