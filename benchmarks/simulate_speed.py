@@ -23,7 +23,8 @@ from dxaspine.simulate.generate import simulate_scan
 
 
 def summarise(values: list[float]) -> dict[str, float]:
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values)),
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {"mean": float(np.mean(values)), "sd": sd,
             "min": float(np.min(values)), "max": float(np.max(values))}
 
 

@@ -57,18 +57,17 @@ def _rows() -> list[dict]:
 
 
 def test_summarise_overlap_means_over_finite_values():
-    """Dice 1, 0.5, 0: mean 0.5, population SD sqrt(1/6); the distances skip the
-    nan of the third scan (HD 4 and 6: mean 5, SD 1, one not finite)."""
+    """Dice 1, 0.5, 0: mean 0.5, sample SD 0.5; the distances skip the nan of the
+    third scan (HD 4 and 6: mean 5, SD sqrt(2), one not finite)."""
     s = segmentation.summarise(_rows(), "model")
-    assert s["dice"] == pytest.approx(
-        {"mean": 0.5, "sd": math.sqrt(1 / 6), "n": 3, "n_not_finite": 0}
-    )
+    assert s["dice"] == pytest.approx({"mean": 0.5, "sd": 0.5, "n": 3, "n_not_finite": 0})
     assert s["dice_vertebrae"] == pytest.approx(
-        {"mean": 0.4, "sd": math.sqrt(0.32 / 3), "n": 3, "n_not_finite": 0}
+        {"mean": 0.4, "sd": math.sqrt(0.32 / 2), "n": 3, "n_not_finite": 0}
     )
-    assert s["hausdorff_mm"] == pytest.approx({"mean": 5.0, "sd": 1.0, "n": 2, "n_not_finite": 1})
-    assert s["hd95_mm"] == pytest.approx({"mean": 4.0, "sd": 1.0, "n": 2, "n_not_finite": 1})
-    assert s["assd_mm"] == pytest.approx({"mean": 1.5, "sd": 0.5, "n": 2, "n_not_finite": 1})
+    root2 = math.sqrt(2)
+    assert s["hausdorff_mm"] == pytest.approx({"mean": 5.0, "sd": root2, "n": 2, "n_not_finite": 1})
+    assert s["hd95_mm"] == pytest.approx({"mean": 4.0, "sd": root2, "n": 2, "n_not_finite": 1})
+    assert s["assd_mm"] == pytest.approx({"mean": 1.5, "sd": root2 / 2, "n": 2, "n_not_finite": 1})
 
 
 def test_summarise_score_agreement_against_the_reference_masks():

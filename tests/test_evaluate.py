@@ -61,7 +61,9 @@ def test_agreement_limits_follow_the_spread_and_skip_nan():
 
 
 def test_mean_sd_counts_non_finite_values():
-    assert mean_sd([1.0, 3.0, math.nan]) == {"mean": 2.0, "sd": 1.0, "n": 2, "n_not_finite": 1}
+    stats = mean_sd([1.0, 3.0, math.nan])
+    assert stats == {"mean": 2.0, "sd": pytest.approx(math.sqrt(2)), "n": 2, "n_not_finite": 1}
+    assert mean_sd([0.9])["sd"] == 0.0 and math.isnan(mean_sd([math.nan])["sd"])
 
 
 def test_bootstrap_ci_contains_the_mean_and_repeats_with_its_seed():

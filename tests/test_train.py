@@ -96,7 +96,11 @@ def test_pixel_noise_augmentation_raises_each_channels_own_noise_by_up_to_the_fa
 def test_grained_pixel_noise_keeps_its_size_and_gains_structure():
     labelled = _self_labelled_example()
     example = Example(
-        "x", torch.zeros((1, 120, 90)), labelled.target, labelled.labels, (120, 90),
+        "x",
+        torch.zeros((1, 120, 90)),
+        labelled.target,
+        labelled.labels,
+        (120, 90),
         torch.tensor([0.1]),
     )
     grained = replace(

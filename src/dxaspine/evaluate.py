@@ -90,12 +90,15 @@ def agreement(method: np.ndarray, reference: np.ndarray) -> Agreement:
 
 
 def mean_sd(values: list[float]) -> dict[str, float]:
-    """Mean and SD over the finite values, with how many were not finite."""
+    """Mean and sample SD (n - 1 in the denominator, as the Bland-Altman limits
+    and benchmarks/realism.py use; 0 for one value, nan for none) over the
+    finite values, with how many were not finite."""
     array = np.asarray(values, np.float64)
     finite = array[np.isfinite(array)]
+    sd = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
     return {
         "mean": float(finite.mean()) if finite.size else math.nan,
-        "sd": float(finite.std()) if finite.size else math.nan,
+        "sd": sd if finite.size else math.nan,
         "n": int(finite.size),
         "n_not_finite": int(array.size - finite.size),
     }
