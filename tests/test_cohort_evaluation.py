@@ -254,3 +254,23 @@ def test_an_unlabelled_scan_is_refused_before_anything_is_segmented(make_scan, t
     with pytest.raises(ScanError, match=r"bare\.npz.*no labels"):
         evaluate_model(tmp_path / "cohort", tmp_path / "out")
     assert not (tmp_path / "out" / "predictions").exists()
+
+
+def test_cis_resample_patients_when_a_patient_has_several_scans(
+    make_scan, tmp_path, make_prediction, make_cohort_folders
+):
+    pred, ref = make_cohort_folders(tmp_path)
+    for seed in range(4):
+        scan = make_scan(seed, meta={"scan_id": f"s{seed}", "patient_id": f"p{seed // 2}"})
+        write_scan(scan, ref / f"s{seed}.npz")
+        make_prediction(pred, f"s{seed}", np.roll(scan.labels, seed, axis=1), scan.spacing_mm)
+    summary = evaluate_cohort(pred, ref, tmp_path / "out", with_baseline=False, n_bootstrap=50)
+    assert summary["bootstrap"]["method"] == "percentile, patients resampled with all their scans"
+    with (tmp_path / "out" / "per_scan.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["patient_id"] for r in rows] == ["p0", "p0", "p1", "p1"]
+    # Two patients: every resample holds the scans of p0 and p1 in one of three mixes.
+    low, high = summary["overlap"]["dxaspine"]["dice"]["mean_ci95"]
+    dice = [float(r["dice"]) for r in rows]
+    mixes = {np.mean(dice[:2] * 2), np.mean(dice), np.mean(dice[2:] * 2)}
+    assert low == pytest.approx(min(mixes)) and high == pytest.approx(max(mixes))

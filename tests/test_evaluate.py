@@ -83,3 +83,23 @@ def test_bootstrap_ci_contains_the_mean_and_repeats_with_its_seed():
     assert all(math.isnan(v) for v in bootstrap_ci([math.nan], np.mean, 10, 0))
     with pytest.raises(ValueError, match="at least 1"):
         bootstrap_ci(values, np.mean, 0, 0)
+
+
+def test_bootstrap_over_patients_resamples_each_patient_with_all_its_scans():
+    rng = np.random.default_rng(3)
+    patient_values = rng.normal(0.95, 0.02, size=30)
+    scans = np.repeat(patient_values, 4)  # four scans per patient, all alike
+    patients = np.repeat([f"p{i}" for i in range(30)], 4)
+    clustered = bootstrap_ci(scans, np.mean, 500, seed=1, groups=patients)
+    # Resampling patients is resampling the 30 patient values, draw for draw.
+    assert clustered == pytest.approx(bootstrap_ci(patient_values, np.mean, 500, seed=1))
+    # Resampling the 120 scans one by one pretends to four times the data: about half as wide.
+    naive = bootstrap_ci(scans, np.mean, 500, seed=1)
+    assert (naive[1] - naive[0]) < 0.65 * (clustered[1] - clustered[0])
+    # One scan per patient: the plain bootstrap, draw for draw.
+    singles = [f"p{i}" for i in range(30)]
+    assert bootstrap_ci(patient_values, np.mean, 200, 2, groups=singles) == bootstrap_ci(
+        patient_values, np.mean, 200, 2
+    )
+    with pytest.raises(ValueError, match="groups has 3 ids for 120 rows"):
+        bootstrap_ci(scans, np.mean, 10, groups=["a", "b", "c"])

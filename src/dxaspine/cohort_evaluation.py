@@ -109,6 +109,7 @@ def evaluate_cohort(
         labels = {"pred": read_labels(pred_path, scan.shape)}
         row: dict[str, Any] = {
             "scan_id": scan_id,
+            "patient_id": scan.patient_id or scan_id,
             "reference_file": str(ref_path),
             "prediction_file": str(pred_path),
             "device": scan.device or "",

@@ -30,8 +30,19 @@ def _column(rows: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([math.nan if r[key] is None else r[key] for r in rows], np.float64)
 
 
-def _ci(values: np.ndarray, statistic: Callable, n: int, seed: int) -> tuple[float, float] | None:
-    return bootstrap_ci(values, statistic, n, seed) if n else None
+def _ci(
+    values: np.ndarray, statistic: Callable, n: int, seed: int, patients: list[str] | None = None
+) -> tuple[float, float] | None:
+    return bootstrap_ci(values, statistic, n, seed, groups=patients) if n else None
+
+
+def _patients(scan_rows: list[dict[str, Any]]) -> list[str] | None:
+    """The rows' patient ids when some patient has several scans (then CIs
+    resample patients); None when each scan is its own patient or ids are missing."""
+    ids = [row.get("patient_id") or "" for row in scan_rows]
+    if not all(ids) or len(set(ids)) == len(ids):
+        return None
+    return ids
 
 
 def _pearson(pairs: np.ndarray) -> float:
@@ -82,8 +93,11 @@ def summarise(
     per split when the rows carry a 'split'; under 'qc', how many labellings
     the QC checks flag (`qc_summary`). CIs are
     percentile bootstraps over scans, `n` resamples from `seed` (None when n
-    is 0). Values may be nan; `plain` makes the dict JSON-ready.
+    is 0); over patients, each with all its scans, when the rows carry
+    'patient_id' and some patient has several scans. Values may be nan;
+    `plain` makes the dict JSON-ready.
     """
+    patients = _patients(scan_rows)
     methods = {"dxaspine": ("", "pred")} | (
         {"baseline": ("baseline_", "baseline")} if with_baseline else {}
     )
@@ -105,7 +119,7 @@ def summarise(
         overlap = {}
         for key in OVERLAP_KEYS:
             values = _column(scan_rows, prefix + key)
-            overlap[key] = mean_sd(values) | {"mean_ci95": _ci(values, np.mean, n, seed)}
+            overlap[key] = mean_sd(values) | {"mean_ci95": _ci(values, np.mean, n, seed, patients)}
         summary["overlap"][method] = overlap
         summary["dice_per_vertebra"][method] = {
             name: mean_sd(
@@ -118,8 +132,8 @@ def summarise(
                 [_column(scan_rows, f"{key}_{suffix}"), _column(scan_rows, f"{key}_ref")]
             )
             result = agreement(pairs[:, 0], pairs[:, 1]).to_dict()
-            result["pearson_r_ci95"] = _ci(pairs, _pearson, n, seed)
-            result["rmsd_percent_ci95"] = _ci(pairs, _rmsd_percent, n, seed)
+            result["pearson_r_ci95"] = _ci(pairs, _pearson, n, seed, patients)
+            result["rmsd_percent_ci95"] = _ci(pairs, _rmsd_percent, n, seed, patients)
             summary[score][method] = result
         agree = [
             r[f"who_{suffix}_agree"] for r in scan_rows if r[f"who_{suffix}_agree"] is not None
@@ -133,11 +147,11 @@ def summarise(
             rows = np.column_stack(
                 [_column(scan_rows, f"{key}_{s}") for s in ("pred", "baseline", "ref")]
             )
-            rows = rows[np.isfinite(rows).all(axis=1)]
+            finite = rows[np.isfinite(rows).all(axis=1)]
             summary[score]["rmsd_ratio_baseline_over_dxaspine"] = {
-                "value": _rmsd_ratio(rows) if len(rows) else math.nan,
-                "ci95": _ci(rows, _rmsd_ratio, n, seed),
-                "n": len(rows),
+                "value": _rmsd_ratio(finite) if len(finite) else math.nan,
+                "ci95": _ci(rows, _rmsd_ratio, n, seed, patients),
+                "n": len(finite),
             }
     summary["diagnosis"] = diagnosis_changes(scan_rows, tuple(methods), tbs_cutoffs)
     if scan_rows and all("qc_findings" in row for row in scan_rows):
@@ -155,7 +169,8 @@ def summarise(
             }
             for name in dict.fromkeys(row.get("split", "") for row in scan_rows)
         }
-    summary["bootstrap"] = {"resamples": n, "seed": seed, "method": "percentile, scans resampled"}
+    resampled = "scans resampled" if patients is None else "patients resampled with all their scans"
+    summary["bootstrap"] = {"resamples": n, "seed": seed, "method": f"percentile, {resampled}"}
     summary["units"] = {
         "bmd": "g/cm2",
         "distances": "mm",

@@ -114,6 +114,7 @@ def bootstrap_ci(
     seed: int = 0,
     *,
     confidence: float = 0.95,
+    groups: np.ndarray | list | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic` (default 95%).
 
@@ -123,6 +124,11 @@ def bootstrap_ci(
     replacement from `numpy.random.default_rng(seed)`, so the same inputs
     give the same interval; resamples whose statistic is not finite are
     skipped. (nan, nan) when no row or no finite statistic is left.
+
+    `groups` (one id per row, e.g. the patient) resamples groups instead,
+    each with all its rows (a cluster bootstrap): scans of one patient are
+    not independent, and resampling them one by one narrows the interval.
+    When every group holds one row this is the plain bootstrap, draw for draw.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1 resample, got {n}")
@@ -132,12 +138,29 @@ def bootstrap_ci(
     if data.ndim not in (1, 2):
         raise ValueError(f"values must be 1-D or 2-D (rows resampled), got shape {data.shape}")
     finite = np.isfinite(data) if data.ndim == 1 else np.isfinite(data).all(axis=1)
+    if groups is not None and len(groups) != data.shape[0]:
+        raise ValueError(f"groups has {len(groups)} ids for {data.shape[0]} rows")
     data = data[finite]
     if data.shape[0] == 0:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, data.shape[0], size=(n, data.shape[0]))
-    stats = np.array([statistic(data[rows]) for rows in draws], np.float64)
+    members = None
+    if groups is not None:
+        ids = np.asarray(groups, dtype=str)[finite]
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        group_of = np.argsort(np.argsort(first))[inverse]  # numbered in order of appearance
+        if group_of.max() + 1 < data.shape[0]:
+            order = np.argsort(group_of, kind="stable")
+            members = np.split(order, np.cumsum(np.bincount(group_of))[:-1])
+    if members is None:
+        draws = rng.integers(0, data.shape[0], size=(n, data.shape[0]))
+        stats = np.array([statistic(data[rows]) for rows in draws], np.float64)
+    else:
+        draws = rng.integers(0, len(members), size=(n, len(members)))
+        stats = np.array(
+            [statistic(data[np.concatenate([members[g] for g in chosen])]) for chosen in draws],
+            np.float64,
+        )
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:
         return (math.nan, math.nan)
