@@ -10,8 +10,10 @@ physics (generate.acquire_materials); only the anatomy differs.
         [--blur-factors 1,16] [--blur-mm 1.25]
         [--provenance TEXT] [--out benchmarks/results]
 
-`--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name.
-Nothing is downloaded: the CTs are the user's.
+`--ct DIR --labels DIR` pairs the NIfTI files of two folders by file name;
+`--ct-list FILE` reads a CT list as `dxaspine simulate --ct-list` does
+(labels may be folders of TotalSegmentator masks; per-CT summaries then go
+by case id). Nothing is downloaded: the CTs are the user's.
 
 Per device profile and per vertebra (L1-L4), for the procedural cohort (fresh
 seed) and for every CT-derived scan: vertebral width (widest mask row), height
@@ -91,10 +93,12 @@ from dxaspine.infer import Predictor, model_file
 from dxaspine.metrics import dice, hausdorff_mm
 from dxaspine.preprocess import Preprocessing, network_input, pixel_noise_sd
 from dxaspine.scores import bone_areal_density, device_calibration, score_bmd
-from dxaspine.simulate.ct import HUCalibration
+from dxaspine.simulate.ct import CTError, HUCalibration
+from dxaspine.simulate.ct_cohort import CTCase, read_ct_list
 from dxaspine.simulate.ct_pose import POSES
 from dxaspine.simulate.ct_scan import (
     at_voxel_resolution,
+    ct_scan_id,
     labels_at_voxel_resolution,
     project_ct,
     scan_from_projection,
@@ -501,13 +505,14 @@ def dose_response_dice(
 
 
 def noise_draw_summary(rows: list[dict]) -> dict:
-    """Per CT file: the mean union Dice over its scans (poses x devices) for each
-    noise draw, and its mean, SD, min and max over the draws; where the rows
-    carry it (`vertebra_dice`, since 0.7.3), the mean L1-L4 Dice over its scans
-    and draws too."""
+    """Per CT (its file name, or with a CT list its case id, `ct_case`): the mean
+    union Dice over its scans (poses x devices) for each noise draw, and its
+    mean, SD, min and max over the draws; where the rows carry it
+    (`vertebra_dice`, since 0.7.3), the mean L1-L4 Dice over its scans and
+    draws too."""
     by_ct: dict[str, list[dict]] = {}
     for row in rows:
-        by_ct.setdefault(row["ct_file"], []).append(row)
+        by_ct.setdefault(row.get("ct_case", row["ct_file"]), []).append(row)
     summary = {}
     for ct_file, ct_rows in by_ct.items():
         per_draw = np.mean(np.array([r["union_dice"] for r in ct_rows]), axis=0)
@@ -688,8 +693,32 @@ def pair_inputs(cts: list[Path], labels: list[Path]) -> list[tuple[Path, Path]]:
     return list(zip(cts, labels, strict=True))
 
 
+def ct_cases(cts: list[Path] | None, labels: list[Path] | None, ct_list: Path | None):
+    """The CTs to project, as (CTCase, group name) pairs: from `--ct-list` (grouped by
+    case id, since datasets often name every CT ct.nii.gz), or from `--ct`/`--labels`
+    (grouped by CT file name, as before 0.7.4)."""
+    if ct_list is not None:
+        if cts or labels:
+            raise SystemExit("give either --ct-list or --ct/--labels, not both")
+        try:
+            return [(case, case.case_id) for case in read_ct_list(ct_list)]
+        except CTError as exc:
+            raise SystemExit(str(exc)) from None
+    if not cts or not labels:
+        raise SystemExit("give --ct CT --labels SEG (repeatable, or folders) or --ct-list FILE")
+    return [
+        (CTCase(ct, seg, ct_scan_id(ct), ct_scan_id(ct)), ct.name)
+        for ct, seg in pair_inputs(cts, labels)
+    ]
+
+
 def sha256(path: Path) -> str:
+    """Of a file; of a folder of masks, of its files' names and digests."""
     digest = hashlib.sha256()
+    if path.is_dir():
+        for file in sorted(p for p in path.iterdir() if p.is_file()):
+            digest.update(f"{file.name} {sha256(file)}\n".encode())
+        return digest.hexdigest()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -883,8 +912,14 @@ def print_miss_table(name: str, model: dict, console: Console) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ct", type=Path, action="append", required=True)
-    parser.add_argument("--labels", type=Path, action="append", required=True)
+    parser.add_argument("--ct", type=Path, action="append")
+    parser.add_argument("--labels", type=Path, action="append")
+    parser.add_argument(
+        "--ct-list",
+        type=Path,
+        help="CSV of CTs instead of --ct/--labels (columns ct, labels; optional case_id, "
+        "patient_id, label_map: `dxaspine simulate --ct-list`'s format)",
+    )
     parser.add_argument("--label-map", default="totalsegmentator")
     parser.add_argument("--n", type=int, default=40, help="procedural scans per device")
     parser.add_argument("--seed", type=int, default=3001, help="procedural cohort seed")
@@ -944,7 +979,7 @@ def main() -> None:
     console = Console(width=150)
     devices = args.device or list(DEVICES)
     poses = args.pose or list(POSES)
-    pairs = pair_inputs(args.ct, args.labels)
+    cases = ct_cases(args.ct, args.labels, args.ct_list)
     calibration = HUCalibration(marrow_fat_fraction=args.marrow_fat)
     models = args.model or ["dual-energy", "dual-energy-bone"]
     predictors = {name: Predictor(name, "cpu") for name in models}
@@ -957,10 +992,15 @@ def main() -> None:
     ct_dose = {name: [] for name in models}
     ct_blur = {name: [] for name in models}
     ct_clean = {d: [] for d in devices}
-    for (ct_path, labels_path), pose in itertools.product(pairs, poses):
+    for (case, group), pose in itertools.product(cases, poses):
+        ct_path, labels_path = case.ct_path, case.labels_path
         projection, source = project_ct(
-            ct_path, labels_path, args.label_map, calibration, pose=pose
+            ct_path, labels_path, case.label_map or args.label_map, calibration, pose=pose
         )
+        source |= {
+            "scan_id": case.case_id + ("-dxa" if pose == "dxa" else ""),
+            "patient_id": case.patient_id,
+        }
         ct_sources.append(
             {
                 "ct": str(ct_path),
@@ -981,6 +1021,7 @@ def main() -> None:
                     "scan_id": noisy.scan_id,
                     "device": device,
                     "ct_file": source["ct_file"],
+                    "ct_case": group,
                 }
                 draws = noise_draw_dice(predictor, projection, source, device, args.noise_draws)
                 ct_draws[name].append(

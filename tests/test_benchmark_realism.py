@@ -435,6 +435,58 @@ def test_pair_inputs_refuses_a_ct_folder_without_a_labels_folder(tmp_path):
         realism.pair_inputs([ct_dir], [tmp_path, tmp_path])
 
 
+def test_ct_cases_from_pairs_group_by_file_name_as_before(tmp_path):
+    cts = [tmp_path / "cxr.nii.gz"]
+    cases = realism.ct_cases(cts, [tmp_path / "mask.nii.gz"], None)
+    [(case, group)] = cases
+    assert (case.case_id, case.patient_id, group) == ("ct-cxr", "ct-cxr", "cxr.nii.gz")
+    assert case.label_map is None
+
+
+def test_ct_cases_from_a_list_group_by_case_id(tmp_path):
+    """Datasets name every CT ct.nii.gz: a list's case ids keep the CTs apart."""
+    for case in ("s1", "s2"):
+        (tmp_path / case).mkdir()
+        (tmp_path / case / "ct.nii.gz").write_bytes(b"")
+        (tmp_path / case / "segmentations").mkdir()
+    (tmp_path / "cts.csv").write_text(
+        "ct,labels,case_id,patient_id,label_map\n"
+        "s1/ct.nii.gz,s1/segmentations,s1,P,\n"
+        "s2/ct.nii.gz,s2/segmentations,s2,P,verse\n",
+        encoding="utf-8",
+    )
+    cases = realism.ct_cases(None, None, tmp_path / "cts.csv")
+    assert [group for _, group in cases] == ["s1", "s2"]
+    assert [c.patient_id for c, _ in cases] == ["P", "P"]
+    assert [c.label_map for c, _ in cases] == [None, "verse"]
+
+
+def test_ct_cases_needs_one_kind_of_input(tmp_path):
+    with pytest.raises(SystemExit, match="not both"):
+        realism.ct_cases([tmp_path / "a.nii"], [tmp_path / "b.nii"], tmp_path / "l.csv")
+    with pytest.raises(SystemExit, match="or --ct-list FILE"):
+        realism.ct_cases(None, None, None)
+    with pytest.raises(SystemExit, match="cannot read the CT list"):
+        realism.ct_cases(None, None, tmp_path / "missing.csv")
+
+
+def test_noise_draw_summary_groups_by_case_when_rows_name_it():
+    rows = [
+        {"ct_file": "ct.nii.gz", "ct_case": case, "union_dice": [dice, dice]}
+        for case, dice in (("s1", 0.9), ("s2", 0.5))
+    ]
+    summary = realism.noise_draw_summary(rows)
+    assert {k: v["mean"] for k, v in summary.items()} == pytest.approx({"s1": 0.9, "s2": 0.5})
+
+
+def test_sha256_of_a_mask_folder_follows_its_files(tmp_path):
+    (tmp_path / "vertebrae_L1.nii.gz").write_bytes(b"one")
+    first = realism.sha256(tmp_path)
+    assert realism.sha256(tmp_path) == first
+    (tmp_path / "vertebrae_L1.nii.gz").write_bytes(b"two")
+    assert realism.sha256(tmp_path) != first
+
+
 # --------------------------------------------------------------------------- fmt
 
 
