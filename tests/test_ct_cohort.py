@@ -295,3 +295,20 @@ def test_labels_may_be_a_folder_of_masks_but_the_ct_may_not(cts, tmp_path):
     write_list(tmp_path / "b.csv", [{"ct": str(cts / "masks"), "labels": str(cts / "masks")}])
     with pytest.raises(CTError, match="line 2: ct file"):
         read_ct_list(tmp_path / "b.csv")
+
+
+def test_an_unexpected_error_in_one_ct_is_listed_with_its_type(cts, tmp_path, monkeypatch):
+    import dxaspine.simulate.ct_cohort as ct_cohort
+
+    real = ct_cohort.project_ct
+
+    def fragile(ct_path, *args, **kwargs):
+        if "short" in str(ct_path):
+            raise MemoryError("the CT did not fit")
+        return real(ct_path, *args, **kwargs)
+
+    monkeypatch.setattr(ct_cohort, "project_ct", fragile)
+    cases = read_ct_list(cts / "list.csv")
+    result = simulate_ct_cohort(cases, CTCohortConfig(label_map="simple"), tmp_path, False)
+    assert [r["case_id"] for r in result.rows] == ["ct-full"]
+    assert result.errors[0]["error"] == "MemoryError: the CT did not fit"

@@ -207,7 +207,8 @@ def _scan_row(scan: Scan, case: CTCase, pose: str, draw: int, seed: int) -> dict
 
 
 def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict], list[dict]]:
-    """All scans of one CT (each pose projected once); errors per pose, not raised."""
+    """All scans of one CT (each pose projected once); errors per pose, not raised:
+    a CT that fails for any reason is listed with it, and the batch goes on."""
     from dxaspine.io import write_scan
 
     case, config, out = args
@@ -234,13 +235,14 @@ def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict
                         scan = render_export(scan, np.random.default_rng([seed, EXPORT_STREAM]))
                     write_scan(scan, out / f"{scan.scan_id}.npz")
                     rows.append(_scan_row(scan, case, pose, draw, seed))
-        except (CTError, OSError) as exc:
+        except Exception as exc:  # one odd CT must not end a long batch
+            known = isinstance(exc, (CTError, OSError))
             errors.append(
                 {
                     "case_id": case.case_id,
                     "pose": pose,
                     "ct_file": str(case.ct_path),
-                    "error": str(exc),
+                    "error": str(exc) if known else f"{type(exc).__name__}: {exc}",
                 }
             )
     return rows, errors
