@@ -19,6 +19,7 @@ import csv
 import io
 import time
 import zlib
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,9 +118,9 @@ class CTCohortResult:
 
 def read_ct_list(path: Path | str) -> list[CTCase]:
     """Read a CT list: a CSV with columns `ct` and `labels` (NIfTI paths, relative
-    to the CSV's folder unless absolute; `labels` may be a folder of TotalSegmentator
-    masks) and optionally `case_id`, `patient_id`
-    and `label_map`. Raises CTError naming the line of a missing file, column or id."""
+    to the CSV's folder unless absolute; `labels` may be a folder of
+    TotalSegmentator masks) and optionally `case_id`, `patient_id` and
+    `label_map`. Raises CTError naming the line of a missing file, column or id."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -159,10 +160,7 @@ def read_ct_list(path: Path | str) -> list[CTCase]:
         )
     if not cases:
         raise CTError(f"{path}: the CT list has no rows")
-    seen: dict[str, int] = {}
-    for case in cases:
-        seen[case.case_id] = seen.get(case.case_id, 0) + 1
-    clashes = sorted(k for k, n in seen.items() if n > 1)
+    clashes = sorted(k for k, n in Counter(c.case_id for c in cases).items() if n > 1)
     if clashes:
         raise CTError(
             f"{path}: several CTs would write scans named {', '.join(clashes)}; "
