@@ -6,6 +6,7 @@ The CTs are test_ct.py's synthetic phantoms (64 x 64 x 80 voxels), written to tm
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from dxaspine.cli import app
 from dxaspine.io import read_scan
-from dxaspine.simulate.ct import CTError
+from dxaspine.simulate.ct import CTError, HUCalibration
 from dxaspine.simulate.ct_cohort import (
     ERRORS_FILE,
     SUMMARY_FILE,
@@ -244,6 +245,9 @@ def test_cli_ct_list(cts, tmp_path):
     assert "wrote 8 scans from 2 CTs" in result.output
     assert "partial L1-L4 coverage in 1 CTs (ct-short)" in result.output
     assert len(read_rows(tmp_path / "a" / SUMMARY_FILE)) == 8
+    again = ["--device", "hologic-like,lunar-like", "--draws", "2", "--resume"]
+    resumed = runner.invoke(app, [*args, *again, "--out", str(tmp_path / "a")])
+    assert resumed.exit_code == 0 and "wrote 8 scans (8 kept from an earlier run)" in resumed.output
     cases = [
         ["--device", "norland"],
         ["--pose", "ct,sideways"],
@@ -312,3 +316,29 @@ def test_an_unexpected_error_in_one_ct_is_listed_with_its_type(cts, tmp_path, mo
     result = simulate_ct_cohort(cases, CTCohortConfig(label_map="simple"), tmp_path, False)
     assert [r["case_id"] for r in result.rows] == ["ct-full"]
     assert result.errors[0]["error"] == "MemoryError: the CT did not fit"
+
+
+def test_resume_keeps_an_earlier_runs_scans_made_with_the_same_settings(cts, tmp_path, monkeypatch):
+    import dxaspine.simulate.ct_cohort as ct_cohort
+
+    cases = read_ct_list(cts / "list.csv")
+    config = CTCohortConfig(label_map="simple", poses=("ct", "dxa"), draws=2)
+    first = simulate_ct_cohort(cases, config, tmp_path, False)
+    (tmp_path / "ct-short-dxa-hologic-like-d01.npz").unlink()  # a run stopped early
+    projected = []
+    real = ct_cohort.project_ct
+
+    def counting(ct_path, labels_path, label_map, calibration, pose):
+        projected.append((ct_path.name, pose))
+        return real(ct_path, labels_path, label_map, calibration, pose)
+
+    monkeypatch.setattr(ct_cohort, "project_ct", counting)
+    again = simulate_ct_cohort(cases, replace(config, resume=True), tmp_path, False)
+    assert projected == [("short.nii.gz", "dxa")]
+    assert again.kept == 6 and "(6 kept from an earlier run)" in again.summary(tmp_path)
+    assert again.rows == first.rows
+    # Other settings: nothing kept.
+    projected.clear()
+    fatty = replace(config, resume=True, calibration=HUCalibration(marrow_fat_fraction=0.5))
+    assert simulate_ct_cohort(cases, fatty, tmp_path, False).kept == 0
+    assert len(projected) == 4

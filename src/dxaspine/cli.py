@@ -128,6 +128,14 @@ def simulate(
         int,
         typer.Option(min=1, help="With --ct-list: noise draws per CT, pose and device."),
     ] = 1,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="With --ct-list: keep the scans an earlier run with the same settings left "
+            "in --out; project only the CTs that lack them.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a cohort of DXA lumbar-spine scans with exact ground truth, with
     --from-ct one scan projected from a labelled CT, or with --ct-list a cohort
@@ -157,12 +165,13 @@ def simulate(
             preview,
             quiet,
             export,
+            resume,
         )
         if n != 10 or bmd_sd_factor != 1.0:
             typer.echo("note: --n and --bmd-sd-factor do not apply to --ct-list", err=True)
         return
-    if draws != 1:
-        typer.echo("note: --draws applies only to --ct-list", err=True)
+    if draws != 1 or resume:
+        typer.echo("note: --draws and --resume apply only to --ct-list", err=True)
     if device not in DEVICES:
         raise fail(f"unknown device profile '{device}'; choose one of: {', '.join(DEVICES)}")
     if from_ct is not None or labels is not None:
@@ -705,6 +714,7 @@ def _simulate_ct_list(
     preview: bool,
     quiet: bool,
     export: bool = False,
+    resume: bool = False,
 ) -> None:
     from dxaspine.simulate.ct import CTError, HUCalibration
     from dxaspine.simulate.ct_cohort import CTCohortConfig, read_ct_list, simulate_ct_cohort
@@ -722,6 +732,7 @@ def _simulate_ct_list(
             export=export,
             jobs=jobs,
             preview=preview,
+            resume=resume,
         )
         result = simulate_ct_cohort(cases, config, out, show_progress=not quiet)
     except (CTError, OSError) as exc:

@@ -29,7 +29,7 @@ import numpy as np
 from dxaspine.io._common import write_file_atomic
 from dxaspine.scan import Scan
 from dxaspine.simulate.cohort import EXPORT_STREAM, export_columns
-from dxaspine.simulate.ct import LUMBAR, CTError, HUCalibration
+from dxaspine.simulate.ct import LUMBAR, CTError, HUCalibration, parse_label_map
 from dxaspine.simulate.ct_pose import POSES
 from dxaspine.simulate.ct_scan import ct_scan_id, project_ct, scan_from_projection
 from dxaspine.simulate.devices import DEVICES
@@ -73,6 +73,10 @@ class CTCohortConfig:
     drawn from `numpy.random.default_rng([seed, EXPORT_STREAM])` with the scan's seed."""
     jobs: int = 1
     preview: bool = False
+    resume: bool = False
+    """Keep the scans an earlier run with the same settings left in the output folder
+    (same noise seed, HU calibration, label map, export and truth maps) and project
+    only the CTs and poses that lack one: long batches can be stopped and rerun."""
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.devices if d not in DEVICES]
@@ -97,13 +101,16 @@ class CTCohortResult:
     errors: list[dict]
     seconds: float
     other_scans: list[str] = field(default_factory=list)
+    kept: int = 0
+    """Scans of an earlier run kept with `resume`."""
     """Scan files in the output folder that this run did not write (an earlier run's):
     `dxaspine train` would read them too."""
 
     def summary(self, out: Path) -> str:
         cases = len({row["case_id"] for row in self.rows})
+        kept = f" ({self.kept} kept from an earlier run)" if self.kept else ""
         text = (
-            f"wrote {len(self.rows)} scans from {cases} CTs and {SUMMARY_FILE} to {out} "
+            f"wrote {len(self.rows)} scans{kept} from {cases} CTs and {SUMMARY_FILE} to {out} "
             f"in {self.seconds:.1f} s"
         )
         if self.errors:
@@ -204,15 +211,58 @@ def _scan_row(scan: Scan, case: CTCase, pose: str, draw: int, seed: int) -> dict
     return row | export_columns(scan)
 
 
-def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict], list[dict]]:
+def _kept_rows(case: CTCase, pose: str, config: CTCohortConfig, out: Path) -> list[dict] | None:
+    """The rows of this CT and pose from an earlier run's scans, when every one is
+    there and was made with these settings; None otherwise."""
+    from dxaspine.io import read_scan
+
+    try:
+        label_map = parse_label_map(case.label_map or config.label_map)
+    except CTError:  # reported when the CT is projected
+        return None
+    rows = []
+    for device in config.devices:
+        for draw in range(config.draws):
+            path = out / f"{scan_name(case, pose, device, draw)}.npz"
+            seed = draw_seed(config.seed, case.case_id, pose, device, draw)
+            try:
+                scan = read_scan(path)
+            except Exception:  # missing or unreadable: made again
+                return None
+            anatomy = scan.meta.get("anatomy", {})
+            same = (
+                anatomy.get("noise_seed") == seed
+                and anatomy.get("pose") == pose
+                and anatomy.get("label_map") == label_map.name
+                and anatomy.get("label_ids") == dict(label_map.vertebrae)
+                and anatomy.get("hu_calibration") == config.calibration.to_dict()
+                and scan.patient_id == case.patient_id
+                and ("export" in scan.meta) == config.export
+                and bool(scan.truth_maps) == config.truth_maps
+            )
+            if not same:
+                return None
+            rows.append(_scan_row(scan, case, pose, draw, seed))
+    return rows
+
+
+def _simulate_case(
+    args: tuple[CTCase, CTCohortConfig, Path],
+) -> tuple[list[dict], list[dict], int]:
     """All scans of one CT (each pose projected once); errors per pose, not raised:
-    a CT that fails for any reason is listed with it, and the batch goes on."""
+    a CT that fails for any reason is listed with it, and the batch goes on.
+    Returns (rows, errors, scans kept from an earlier run)."""
     from dxaspine.io import write_scan
 
     case, config, out = args
     options = RenderOptions(truth_maps=config.truth_maps)
-    rows, errors = [], []
+    rows, errors, kept = [], [], 0
     for pose in config.poses:
+        earlier = _kept_rows(case, pose, config, out) if config.resume else None
+        if earlier is not None:
+            rows += earlier
+            kept += len(earlier)
+            continue
         try:
             projection, source = project_ct(
                 case.ct_path,
@@ -224,8 +274,11 @@ def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict
             for device in config.devices:
                 for draw in range(config.draws):
                     seed = draw_seed(config.seed, case.case_id, pose, device, draw)
-                    ids = {"scan_id": scan_name(case, pose, device, draw)}
-                    ids["patient_id"] = case.patient_id
+                    ids = {
+                        "scan_id": scan_name(case, pose, device, draw),
+                        "patient_id": case.patient_id,
+                        "noise_seed": seed,
+                    }
                     scan = scan_from_projection(
                         projection, {**source, **ids}, device, seed, options
                     )
@@ -243,7 +296,7 @@ def _simulate_case(args: tuple[CTCase, CTCohortConfig, Path]) -> tuple[list[dict
                     "error": str(exc) if known else f"{type(exc).__name__}: {exc}",
                 }
             )
-    return rows, errors
+    return rows, errors, kept
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -267,20 +320,23 @@ def simulate_ct_cohort(
     start = time.perf_counter()
     rows: list[dict] = []
     errors: list[dict] = []
+    kept = 0
     with Progress(disable=not show_progress, transient=True) as progress:
         bar = progress.add_task(f"projecting {len(cases)} CTs", total=len(cases))
         if config.jobs > 1 and len(cases) > 1:
             with ProcessPoolExecutor(max_workers=config.jobs) as pool:
                 results = pool.map(_simulate_case, tasks)
-                for case_rows, case_errors in results:
+                for case_rows, case_errors, case_kept in results:
                     rows += case_rows
                     errors += case_errors
+                    kept += case_kept
                     progress.advance(bar)
         else:
             for task in tasks:
-                case_rows, case_errors = _simulate_case(task)
+                case_rows, case_errors, case_kept = _simulate_case(task)
                 rows += case_rows
                 errors += case_errors
+                kept += case_kept
                 progress.advance(bar)
     errors_path = out / ERRORS_FILE
     if errors:
@@ -300,4 +356,4 @@ def simulate_ct_cohort(
         write_previews(out, [row["file"] for row in rows])
     written = {row["file"] for row in rows}
     others = sorted(p.name for p in out.glob("*.npz") if p.name not in written)
-    return CTCohortResult(rows, errors, time.perf_counter() - start, others)
+    return CTCohortResult(rows, errors, time.perf_counter() - start, others, kept)
