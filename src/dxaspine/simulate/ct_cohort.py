@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dxaspine import __version__
 from dxaspine.io._common import write_file_atomic
 from dxaspine.scan import Scan
 from dxaspine.simulate.cohort import EXPORT_STREAM, export_columns
@@ -75,8 +76,9 @@ class CTCohortConfig:
     preview: bool = False
     resume: bool = False
     """Keep the scans an earlier run with the same settings left in the output folder
-    (same noise seed, HU calibration, label map, export and truth maps) and project
-    only the CTs and poses that lack one: long batches can be stopped and rerun."""
+    (same dxaspine version, noise seed, HU calibration, label map, export and truth
+    maps) and project only the CTs and poses that lack one: long batches can be
+    stopped and rerun. It trusts that the CT and label files did not change."""
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.devices if d not in DEVICES]
@@ -231,7 +233,8 @@ def _kept_rows(case: CTCase, pose: str, config: CTCohortConfig, out: Path) -> li
                 return None
             anatomy = scan.meta.get("anatomy", {})
             same = (
-                anatomy.get("noise_seed") == seed
+                scan.meta.get("simulator_version") == __version__
+                and anatomy.get("noise_seed") == seed
                 and anatomy.get("pose") == pose
                 and anatomy.get("label_map") == label_map.name
                 and anatomy.get("label_ids") == dict(label_map.vertebrae)
