@@ -100,6 +100,7 @@ from dxaspine.simulate.ct_scan import (
     at_voxel_resolution,
     ct_scan_id,
     labels_at_voxel_resolution,
+    posed_id,
     project_ct,
     scan_from_projection,
 )
@@ -998,7 +999,7 @@ def main() -> None:
             ct_path, labels_path, case.label_map or args.label_map, calibration, pose=pose
         )
         source |= {
-            "scan_id": case.case_id + ("-dxa" if pose == "dxa" else ""),
+            "scan_id": posed_id(case.case_id, pose),
             "patient_id": case.patient_id,
         }
         ct_sources.append(

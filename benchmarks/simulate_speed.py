@@ -24,8 +24,12 @@ from dxaspine.simulate.generate import simulate_scan
 
 def summarise(values: list[float]) -> dict[str, float]:
     sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return {"mean": float(np.mean(values)), "sd": sd,
-            "min": float(np.min(values)), "max": float(np.max(values))}
+    return {
+        "mean": float(np.mean(values)),
+        "sd": sd,
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+    }
 
 
 def main() -> None:
@@ -35,8 +39,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
 
-    results: dict = {"dxaspine": __version__, "python": platform.python_version(),
-                     "machine": platform.machine(), "n_per_device": args.n, "devices": {}}
+    results: dict = {
+        "dxaspine": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "n_per_device": args.n,
+        "devices": {},
+    }
     for name in DEVICES:
         seconds, areas, bmds, softs, l1_ratio = [], [], [], [], []
         simulate_scan(args.seed, 0, name)  # warm-up: loads tables
@@ -64,14 +73,22 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "simulate_speed.json"
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"{'device':14} {'shape':>10} {'s/scan':>7} {'area cm2':>14} {'BMD g/cm2':>14} "
-          f"{'soft g/cm2':>14} {'L1/L2-4':>8}")
+    print(
+        f"{'device':14} {'shape':>10} {'s/scan':>7} {'area cm2':>14} {'BMD g/cm2':>14} "
+        f"{'soft g/cm2':>14} {'L1/L2-4':>8}"
+    )
     for name, r in results["devices"].items():
-        a, b, s, q = (r["vertebra_area_cm2"], r["total_bmd_g_cm2"], r["soft_tissue_g_cm2"],
-                      r["l1_over_l2_l4_bmd"])
-        print(f"{name:14} {'x'.join(map(str, r['shape'])):>10} {r['seconds_per_scan_median']:7.3f} "
-              f"{a['mean']:6.1f} ({a['sd']:4.1f}) {b['mean']:6.3f} ({b['sd']:5.3f}) "
-              f"{s['mean']:6.1f} ({s['sd']:4.1f}) {q['mean']:8.3f}")
+        a, b, s, q = (
+            r["vertebra_area_cm2"],
+            r["total_bmd_g_cm2"],
+            r["soft_tissue_g_cm2"],
+            r["l1_over_l2_l4_bmd"],
+        )
+        print(
+            f"{name:14} {'x'.join(map(str, r['shape'])):>10} {r['seconds_per_scan_median']:7.3f} "
+            f"{a['mean']:6.1f} ({a['sd']:4.1f}) {b['mean']:6.3f} ({b['sd']:5.3f}) "
+            f"{s['mean']:6.1f} ({s['sd']:4.1f}) {q['mean']:8.3f}"
+        )
     print(f"wrote {path}")
 
 

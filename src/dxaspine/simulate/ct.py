@@ -310,12 +310,13 @@ def totalsegmentator_mask_ids() -> dict[str, int]:
     return json.loads(path.read_text(encoding="utf-8"))["ids"]
 
 
-def _mask_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
+def nifti_stem(path: Path | str) -> str:
+    """The file name without .nii.gz, .nii or .gz (any case)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".gz"):
+        if name.lower().endswith(suffix):
             return name[: -len(suffix)]
-    return ""
+    return name
 
 
 def masks_to_labels(folder: Path, ct_image) -> np.ndarray:
@@ -323,17 +324,21 @@ def masks_to_labels(folder: Path, ct_image) -> np.ndarray:
     per-structure masks (`segmentations/vertebrae_L1.nii.gz`, ...), as its `--ml`
     option would have written it. Each mask must lie on the CT's grid."""
     ids = totalsegmentator_mask_ids()
-    files = sorted(p for p in folder.iterdir() if _mask_name(p) in ids)
+    files = {
+        p: ids[nifti_stem(p)]
+        for p in sorted(folder.iterdir())
+        if p.name.endswith((".nii", ".nii.gz")) and nifti_stem(p) in ids
+    }
     if not files:
         raise CTError(
             f"{folder}: no TotalSegmentator mask files (vertebrae_L1.nii.gz, ...) in this "
             "folder; give a label volume file, or the folder TotalSegmentator wrote"
         )
     labels = np.zeros(ct_image.shape, dtype=np.int32)
-    for path in files:
+    for path, label_id in files.items():
         mask = _load(path, "mask")
         check_same_grid(ct_image.shape, ct_image.affine, mask.shape, mask.affine, str(path))
-        labels[np.asarray(mask.dataobj) > 0] = ids[_mask_name(path)]
+        labels[np.asarray(mask.dataobj) > 0] = label_id
     return labels
 
 

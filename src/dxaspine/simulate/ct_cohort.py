@@ -32,7 +32,7 @@ from dxaspine.scan import Scan
 from dxaspine.simulate.cohort import EXPORT_STREAM, export_columns
 from dxaspine.simulate.ct import LUMBAR, CTError, HUCalibration, parse_label_map
 from dxaspine.simulate.ct_pose import POSES
-from dxaspine.simulate.ct_scan import ct_scan_id, project_ct, scan_from_projection
+from dxaspine.simulate.ct_scan import ct_scan_id, posed_id, project_ct, scan_from_projection
 from dxaspine.simulate.devices import DEVICES
 from dxaspine.simulate.export import render_export
 from dxaspine.simulate.generate import RenderOptions
@@ -187,7 +187,7 @@ def draw_seed(seed: int, case_id: str, pose: str, device: str, draw: int) -> int
 
 def scan_name(case: CTCase, pose: str, device: str, draw: int) -> str:
     """'<case_id>[-dxa]-<device>-d<draw>' ('-dxa' as `--from-ct --pose dxa` names it)."""
-    return f"{case.case_id}{'-dxa' if pose == 'dxa' else ''}-{device}-d{draw:02d}"
+    return f"{posed_id(case.case_id, pose)}-{device}-d{draw:02d}"
 
 
 def _scan_row(scan: Scan, case: CTCase, pose: str, draw: int, seed: int) -> dict:

@@ -24,6 +24,7 @@ from dxaspine.simulate.ct import (
     HUCalibration,
     LabelMap,
     Projection,
+    nifti_stem,
     parse_label_map,
     project,
     read_ct,
@@ -285,12 +286,12 @@ def ground_truth(
 
 def ct_scan_id(ct_path: Path | str) -> str:
     """'ct-<file name without .nii/.nii.gz>'."""
-    name = Path(ct_path).name
-    for suffix in (".nii.gz", ".nii", ".gz"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return f"ct-{name}"
+    return f"ct-{nifti_stem(ct_path)}"
+
+
+def posed_id(stem: str, pose: str) -> str:
+    """A CT scan's id in `pose`: the stem, with '-dxa' in the 'dxa' pose."""
+    return stem + ("-dxa" if pose == "dxa" else "")
 
 
 def project_ct(
@@ -332,7 +333,7 @@ def project_ct(
         )
     source = {
         "source": "ct",
-        "scan_id": ct_scan_id(ct_path) + ("-dxa" if pose == "dxa" else ""),
+        "scan_id": posed_id(ct_scan_id(ct_path), pose),
         "patient_id": ct_scan_id(ct_path),
         "ct_file": volume.ct_name,
         "labels_file": volume.labels_name,
